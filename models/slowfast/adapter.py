@@ -1,0 +1,277 @@
+"""The Slow-Fast model behind the studio's `VideoLLM` protocol: encode once, then chat with streaming answers.
+
+`encode` preprocesses the sampled frames, runs the vision tower once and keeps the fast and slow tokens in the
+`VisualContext` (the studio caches it per video, so follow-up questions never re-run the tower). `stream`
+builds the ChatML prompt from the history (the video placeholder sits in the first user turn), generates with
+the KV cache and yields text as it comes, then an `Answer` with token stats and, when asked, the hybrid layers'
+cross-attention from the question's tokens to the slow tokens: per frame and per cell of the 9x9 grid.
+A conversation without a video is plain Qwen2 chat (the official code crashes there).
+
+On ZeroGPU Spaces the GPU work runs in functions wrapped by `spaces.GPU`; they take and return only CPU data and
+find the model by name, because ZeroGPU runs them in another process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from models.base import (
+    Answer,
+    Attention,
+    EncodeParams,
+    Frames,
+    GenerationParams,
+    Message,
+    TokenStats,
+    VideoError,
+    VisualContext,
+)
+from models.slowfast.generation import generate
+from models.slowfast.modeling import PromptInputs, SlowFastForCausalLM, VideoTokens
+from models.slowfast.preprocessing import normalize, resize_short_side_and_crop, thumbnails
+from models.slowfast.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    TokenizedPrompt,
+    assembled_position,
+    render_chatml,
+    sanitize_user_text,
+    tokenize_with_placeholder,
+)
+from models.slowfast.tokens import fast_tokens_per_frame
+
+logger = logging.getLogger(__name__)
+_LIVE: dict[str, SlowFastVideoLLM] = {}  # name -> adapter, for the GPU functions below
+
+
+def on_zero_gpu() -> bool:
+    return bool(os.environ.get("SPACES_ZERO_GPU")) and importlib.util.find_spec("spaces") is not None
+
+
+def _gpu_task(duration: int):
+    """`spaces.GPU(duration=...)` on ZeroGPU Spaces, a no-op elsewhere."""
+
+    def decorate(function):
+        if not on_zero_gpu():
+            return function
+        import spaces
+
+        return spaces.GPU(duration=duration)(function)
+
+    return decorate
+
+
+@_gpu_task(duration=120)
+def _encode_on_device(model_name: str, pixel_values: torch.Tensor) -> VideoTokens:
+    adapter = _LIVE[model_name]
+    video = adapter.model.encode_video(pixel_values, frames_per_chunk=adapter.frames_per_chunk)
+    return video.to("cpu") if on_zero_gpu() else video  # CUDA tensors must not leave a ZeroGPU task
+
+
+@_gpu_task(duration=120)
+def _generate_on_device(
+    model_name: str, prompt: TokenizedPrompt, video: VideoTokens | None, params: GenerationParams, want_attention: bool
+) -> Iterator[tuple[str, object]]:
+    """Yield ("prompt", length), then ("attention", (Nq, Nv) array) if asked, then ("token", id) per new token."""
+    adapter = _LIVE[model_name]
+    model = adapter.model
+    inputs = model.embed_prompt(prompt.input_ids, video.fast_tokens if video is not None else None)
+    yield "prompt", inputs.inputs_embeds.shape[1]
+    record_rows = _question_rows(prompt, inputs, video) if want_attention and video is not None else None
+    steps = generate(
+        model,
+        inputs,
+        video,
+        max_new_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        stop_token_ids=adapter.stop_token_ids,
+        official_decode=adapter.official_decode,
+        record_rows=record_rows,
+    )
+    for step in steps:
+        if step.cross_attention:  # (Nq, Nv) per hybrid layer -> their mean
+            yield "attention", torch.stack(list(step.cross_attention.values())).mean(0).float().cpu().numpy()
+        yield "token", step.token_id
+
+
+def _question_rows(prompt: TokenizedPrompt, inputs: PromptInputs, video: VideoTokens) -> list[int]:
+    """Rows of the assembled prompt that hold the question; every text row if it cannot be found (or was cut)."""
+    num_fast = video.fast_tokens.shape[0]
+    rows = [assembled_position(p, prompt.placeholder_index, num_fast) for p in prompt.question_positions]
+    rows = [row for row in rows if row < inputs.token_types.shape[0]]
+    return rows if len(rows) == len(prompt.question_positions) and rows else inputs.text_rows.tolist()
+
+
+class SlowFastVideoLLM:
+    """A loaded Slow-Fast checkpoint speaking the studio's `VideoLLM` protocol."""
+
+    def __init__(
+        self,
+        name: str,
+        model: SlowFastForCausalLM,
+        tokenizer,
+        *,
+        stop_token_ids: tuple[int, ...] = (),
+        official_decode: bool = True,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        frames_per_chunk: int = 8,
+    ):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stop_token_ids = tuple(stop_token_ids) or tuple(
+            token_id for token_id in (tokenizer.eos_token_id,) if token_id is not None
+        )
+        self.official_decode = official_decode
+        self.system_prompt = system_prompt
+        self.frames_per_chunk = frames_per_chunk
+        _LIVE[name] = self
+
+    @property
+    def training_frames(self) -> int | None:
+        return self.model.config.mm_training_video_frames
+
+    def encode(self, frames: Frames, params: EncodeParams, video_sha256: str) -> VisualContext:
+        num_frames = len(frames)
+        if num_frames == 0:
+            raise VideoError("no frames could be read from this video")
+        if self.training_frames and num_frames != self.training_frames:
+            warnings.warn(
+                f"{self.name} was trained with {self.training_frames} frames per video but got {num_frames}; "
+                "answers may be worse (the official demos always sample exactly that many)",
+                stacklevel=2,
+            )
+        start = time.perf_counter()
+        crops = resize_short_side_and_crop(frames.pixels, self.model.config.image_size)  # (T, 3, S, S) uint8
+        video = _encode_on_device(self.name, normalize(crops))
+        grid = self.model.config.image_size // 32
+        slow_per_frame = video.slow_grid[0] * video.slow_grid[1]
+        stats = TokenStats(
+            global_budget=video.plan.num_fast_tokens,
+            slow_tokens=num_frames * slow_per_frame,
+            fast_tokens=video.plan.num_fast_tokens,
+            per_frame_slow=[slow_per_frame] * num_frames,
+            per_frame_fast=fast_tokens_per_frame(video.plan, num_frames),
+            native_tokens=num_frames * grid * grid,  # the tower's own grid, before any pooling
+            timings_s={"encode": time.perf_counter() - start},
+        )
+        return VisualContext(
+            model_name=self.name,
+            video_sha256=video_sha256,
+            params=params,
+            frame_indices=[int(i) for i in frames.indices],
+            timestamps_s=[float(t) for t in frames.timestamps_s],
+            thumbnails=thumbnails(crops),
+            stats=stats,
+            payload=video,
+            info=frames.info,
+        )
+
+    def stream(
+        self,
+        context: VisualContext | None,
+        history: list[Message],
+        question: str,
+        params: GenerationParams,
+        want_attention: bool = True,
+    ) -> Iterator[str | Answer]:
+        start = time.perf_counter()
+        video = self._video_of(context)
+        prompt = self._fit_prompt(history, question, video)
+        new_ids: list[int] = []
+        emitted = ""
+        question_attention = None
+        prompt_length = 0
+        first_token_s = None
+        for kind, value in _generate_on_device(self.name, prompt, video, params, want_attention):
+            if kind == "prompt":
+                prompt_length = value
+            elif kind == "attention":
+                question_attention = value
+            elif value not in self.stop_token_ids:
+                first_token_s = first_token_s or time.perf_counter() - start
+                new_ids.append(value)
+                text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+                if not text.endswith("\ufffd") and len(text) > len(emitted):  # hold back half a UTF-8 character
+                    yield text[len(emitted) :]
+                    emitted = text
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        if len(text) > len(emitted):
+            yield text[len(emitted) :]
+        attention = None
+        if question_attention is not None:
+            attention = self._attention_view(question_attention, prompt, video, context)
+        total = time.perf_counter() - start
+        yield Answer(
+            text=text.strip(),
+            attention=attention,
+            stats=context.stats if context is not None else TokenStats(),
+            timings_s={"first_token": first_token_s or total, "generate": total},
+            prompt_tokens=prompt_length,
+            new_tokens=len(new_ids),
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _video_of(self, context: VisualContext | None) -> VideoTokens | None:
+        if context is None:
+            return None
+        if context.model_name != self.name or not isinstance(context.payload, VideoTokens):
+            raise ValueError(f"this video was encoded by {context.model_name}, not {self.name}; encode it again")
+        return context.payload
+
+    def _fit_prompt(self, history: list[Message], question: str, video: VideoTokens | None) -> TokenizedPrompt:
+        """The prompt, dropping the oldest turns while it would exceed the model's `tokenizer_model_max_length`
+        (the official model would instead cut the end of the prompt: the question itself)."""
+        turns = [{"role": message["role"], "content": sanitize_user_text(message["content"])} for message in history]
+        question = sanitize_user_text(question)
+        cap = self.model.config.tokenizer_model_max_length
+        num_fast = video.fast_tokens.shape[0] if video is not None else 0
+        while True:
+            text, span = render_chatml(turns, question, video is not None, self.system_prompt)
+            prompt = tokenize_with_placeholder(text, self.tokenizer, span)
+            length = len(prompt.input_ids) + (num_fast - 1 if video is not None else 0)
+            dialogue = [i for i, turn in enumerate(turns) if turn["role"] != "system"]
+            if not cap or length <= cap or not dialogue:
+                if cap and length > cap:
+                    logger.warning("prompt of %d rows exceeds the model's cap of %d; its end is cut", length, cap)
+                return prompt
+            for index in reversed(dialogue[:2]):  # the oldest exchange; the placeholder moves to the next user turn
+                del turns[index]
+
+    def _attention_view(
+        self, weights: np.ndarray, prompt: TokenizedPrompt, video: VideoTokens, context: VisualContext
+    ) -> Attention:
+        """(Nq, Nv) weights -> per-frame weights (sum 1), per-token rows and per-frame (h, w) maps in [0, 1]."""
+        height, width = video.slow_grid
+        per_cell = weights.reshape(weights.shape[0], video.num_frames, height, width)  # (Nq, T, h, w)
+        token_frame = per_cell.sum(axis=(2, 3))
+        token_frame = token_frame / token_frame.sum(axis=1, keepdims=True)
+        frame_weights = token_frame.mean(axis=0)
+        maps = per_cell.mean(axis=0)  # (T, h, w)
+        peaks = maps.reshape(video.num_frames, -1).max(axis=1).reshape(-1, 1, 1)
+        maps = maps / np.maximum(peaks, 1e-12)
+        question_ids = [prompt.input_ids[p] for p in prompt.question_positions]
+        tokens = [self.tokenizer.decode([token_id]) for token_id in question_ids]
+        if len(tokens) != token_frame.shape[0]:
+            tokens = [f"text row {i}" for i in range(token_frame.shape[0])]
+        layers = self.model.config.hybrid_layer_indices
+        return Attention(
+            frame_weights=frame_weights / frame_weights.sum(),
+            tokens=tokens,
+            token_frame_weights=token_frame,
+            spatial={position: maps[position] for position in range(video.num_frames)},
+            source=(
+                f"cross-attention from the question's tokens to the slow tokens ({height}x{width} per frame) in "
+                f"hybrid layers {layers}, averaged over heads and layers"
+            ),
+        )

@@ -1,0 +1,235 @@
+"""Shared fixtures: tiny synthetic videos written with PyAV, and files that are not usable videos.
+
+`make_video(name, **options)` writes an H.264 clip into the test's temporary folder and returns its path; see
+`write_video` for the options (duration, fps, size, keyframe interval, image segments, variable frame times,
+rotation tag, B-frames, container). Synthetic frames carry their frame number as a row of black/white blocks in
+the top half, so a test can check that a returned picture really is the frame it is said to be
+(`read_frame_number`). `bad_videos` maps each kind of unusable input to a file and a phrase its error message
+must contain, for the video module's tests and the app's alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+FRAME_CODE_BITS = 10  # frame numbers up to 1023 are written into synthetic frames
+
+
+def frame_code_picture(frame_number: int, width: int, height: int) -> np.ndarray:
+    """An RGB picture whose top half spells `frame_number` in FRAME_CODE_BITS black/white blocks (most significant
+    first) and whose bottom half is a colour gradient that drifts with the frame number (moving content)."""
+    picture = np.empty((height, width, 3), dtype=np.uint8)
+    band = height // 2
+    edges = np.linspace(0, width, FRAME_CODE_BITS + 1).round().astype(int)
+    for bit in range(FRAME_CODE_BITS):
+        on = (frame_number >> (FRAME_CODE_BITS - 1 - bit)) & 1
+        picture[:band, edges[bit] : edges[bit + 1]] = 255 if on else 0
+    columns = (np.arange(width) * 2 + frame_number * 3) % 256
+    picture[band:, :, 0] = columns.astype(np.uint8)
+    picture[band:, :, 1] = 128
+    picture[band:, :, 2] = (255 - columns).astype(np.uint8)
+    return picture
+
+
+def read_frame_number(picture: np.ndarray) -> int:
+    """The frame number spelled by `frame_code_picture`, read back from a decoded (possibly downscaled) frame."""
+    height, width = picture.shape[:2]
+    row = picture[height // 8 : height * 3 // 8].mean(axis=(0, 2))  # the middle of the code band
+    edges = np.linspace(0, width, FRAME_CODE_BITS + 1)
+    number = 0
+    for bit in range(FRAME_CODE_BITS):
+        lo, hi = edges[bit], edges[bit + 1]
+        centre = row[int(lo + (hi - lo) / 3) : max(int(lo + (hi - lo) / 3) + 1, int(hi - (hi - lo) / 3))]
+        number = number * 2 + int(centre.mean() > 128)
+    return number
+
+
+def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.asarray(Image.fromarray(image[:, :, :3].astype(np.uint8)).resize((width, height), Image.BILINEAR))
+
+
+def write_video(
+    path: str | os.PathLike,
+    duration_s: float = 2.0,
+    fps: float = 10.0,
+    width: int = 96,
+    height: int = 64,
+    keyframe_interval_s: float = 1.0,
+    segments: Sequence[tuple[np.ndarray, float]] | None = None,
+    frame_times_s: Sequence[float] | None = None,
+    rotation: int = 0,
+    bframes: int = 0,
+    faststart: bool = False,
+    container_format: str | None = None,
+    seekable: bool = True,
+    with_audio: bool = False,
+) -> Path:
+    """Write a small H.264 video and return its path.
+
+    width/height: the picture as it should be displayed (even numbers). segments: (image, seconds) pairs shown one
+    after another (resized to the frame size), replacing the numbered synthetic frames and setting the duration.
+    frame_times_s: explicit presentation times for a variable-frame-rate clip (one synthetic frame each).
+    rotation: a display rotation tag in degrees counter-clockwise, as phones write; the frames are stored turned the
+    other way so they display upright. seekable=False writes through a pipe-like object, so the container gets no
+    duration or index (like a browser recording); with_audio adds a silent AAC track.
+    """
+    path = Path(path)
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 in yuv420p needs even sides, got {width}x{height}")
+    quarter_turns = (rotation // 90) % 4
+    coded_width, coded_height = (height, width) if quarter_turns % 2 else (width, height)
+    if frame_times_s is not None:
+        time_base = Fraction(1, 1000)
+        pictures = [(frame_code_picture(i, width, height), t) for i, t in enumerate(frame_times_s)]
+    else:
+        time_base = 1 / Fraction(fps).limit_denominator(1001)
+        if segments is not None:
+            frame_counts = [max(1, round(seconds * fps)) for _, seconds in segments]
+            images = [_resized(image, width, height) for image, _ in segments]
+            per_frame = [image for image, count in zip(images, frame_counts, strict=True) for _ in range(count)]
+        else:
+            per_frame = [None] * max(1, round(duration_s * fps))
+        pictures = [
+            (image if image is not None else frame_code_picture(i, width, height), i * float(time_base))
+            for i, image in enumerate(per_frame)
+        ]
+
+    class _PipeWriter:  # no seek(): the muxer cannot go back to write a duration or an index
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data: bytes) -> int:
+            return self.handle.write(data)
+
+    options = {"movflags": "faststart"} if faststart else {}
+    with open(path, "wb") as handle:
+        target = handle if seekable else _PipeWriter(handle)
+        fmt = container_format or ("matroska" if not seekable else None)
+        if fmt is None and path.suffix.lower() in {".mp4", ".mov", ".m4v"}:
+            fmt = "mp4"
+        container = av.open(target, "w", format=fmt, options=options)
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = coded_width, coded_height, "yuv420p"
+        stream.codec_context.time_base = time_base
+        gop = max(1, round(keyframe_interval_s * fps))
+        stream.options = {
+            # ultrafast never uses B-frames; veryfast does when asked
+            "preset": "ultrafast" if bframes == 0 else "veryfast",
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "bf": str(bframes),
+        }
+        if quarter_turns:
+            stream.set_display_rotation(rotation)
+        audio = None
+        if with_audio:
+            audio = container.add_stream("aac", rate=16000)
+            audio.layout = "mono"
+        for picture, time_s in pictures:
+            stored = np.ascontiguousarray(np.rot90(picture, k=-quarter_turns)) if quarter_turns else picture
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = round(time_s / time_base)
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+        if audio is not None:
+            total_s = pictures[-1][1] + float(time_base)
+            samples_per_frame = 1024
+            for start in range(0, int(total_s * 16000), samples_per_frame):
+                silence = av.AudioFrame.from_ndarray(
+                    np.zeros((1, samples_per_frame), np.float32), format="fltp", layout="mono"
+                )
+                silence.sample_rate, silence.pts = 16000, start
+                container.mux(audio.encode(silence))
+            container.mux(audio.encode())
+        container.close()
+    return path
+
+
+def write_audio_only(path: str | os.PathLike, duration_s: float = 1.0) -> Path:
+    """An MP4 (M4A) file with one AAC audio track and no video."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as container:
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for start in range(0, int(duration_s * 16000), 1024):
+            tone = np.sin(np.arange(start, start + 1024) * 2 * np.pi * 440 / 16000).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    return path
+
+
+@pytest.fixture
+def make_video(tmp_path: Path) -> Callable[..., Path]:
+    """`make_video("clip.mp4", duration_s=..., fps=..., ...)` writes a clip into this test's temporary folder."""
+
+    def make(name: str = "clip.mp4", **options) -> Path:
+        return write_video(tmp_path / name, **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 s, 10 fps, 96x64 clip of numbered frames with a keyframe every second."""
+    return write_video(tmp_path_factory.mktemp("tiny") / "tiny.mp4")
+
+
+@dataclass(frozen=True)
+class BadVideo:
+    path: Path
+    message: str  # a phrase the error shown to the person must contain (case-insensitive)
+
+
+@pytest.fixture(scope="session")
+def bad_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadVideo]:
+    """Unusable inputs by kind: missing, empty, truncated (index lost), truncated_data (index intact, data cut),
+    not_a_video (text renamed .mp4), still_image, audio_only, huge_dimensions (8192 px wide), too_long (4 h)."""
+    folder = tmp_path_factory.mktemp("bad_videos")
+
+    truncated = folder / "truncated.mp4"
+    whole = write_video(folder / "whole.mp4", duration_s=2.0).read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])  # the index (moov) sits at the end and is lost
+
+    truncated_data = folder / "truncated_data.mp4"
+    whole = write_video(folder / "whole_faststart.mp4", duration_s=2.0, faststart=True).read_bytes()
+    truncated_data.write_bytes(whole[: len(whole) // 2])
+
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    text = folder / "notes.mp4"
+    text.write_text("These are my meeting notes, not a video.\n" * 20)
+    still = folder / "photo.mp4"
+    from PIL import Image
+
+    Image.fromarray(frame_code_picture(5, 64, 48)).save(still, format="PNG")
+
+    return {
+        "missing": BadVideo(folder / "does_not_exist.mp4", "not found"),
+        "empty": BadVideo(empty, "empty"),
+        "truncated": BadVideo(truncated, "incomplete"),
+        "truncated_data": BadVideo(truncated_data, "incomplete"),
+        "not_a_video": BadVideo(text, "not a video"),
+        "still_image": BadVideo(still, "still image"),
+        "audio_only": BadVideo(write_audio_only(folder / "voice_memo.mp4"), "no video stream"),
+        "huge_dimensions": BadVideo(
+            write_video(folder / "huge.mp4", duration_s=0.2, fps=5, width=8192, height=16), "8192x16"
+        ),
+        "too_long": BadVideo(write_video(folder / "four_hours.mp4", frame_times_s=[0.0, 4 * 3600.0]), "4 h"),
+    }
