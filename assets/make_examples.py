@@ -334,6 +334,7 @@ def main() -> None:
         "generator": "assets/make_examples.py",
         "image_sources": "assets/SOURCES.md",
         "cut_time_meaning": "time of the first frame of the new shot (a frame boundary)",
+        "still_span_meaning": "[start_s, end_s] inside one shot where the camera does not move",
         "clips": records,
     }
     (args.output_dir / "examples.json").write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")

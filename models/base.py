@@ -261,6 +261,10 @@ class EncodeCache:
     def key(video_sha256: str, model_name: str, params: EncodeParams) -> tuple:
         return (video_sha256, model_name, tuple(sorted(params.as_dict().items())))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def get_or_compute(self, key: tuple, compute: Callable[[], VisualContext]) -> VisualContext:
         with self._lock:
             if key in self._entries:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from models.slowfast.generation import generate
 from models.slowfast.modeling import SlowFastForCausalLM
 
-GOLDEN = Path(os.environ.get("SLOWFAST_GOLDEN_DIR", Path(__file__).resolve().parents[2] / "shared/golden/slowfast"))
+GOLDEN = Path(os.environ.get("SLOWFAST_GOLDEN_DIR", Path(__file__).resolve().parent / "golden/slowfast"))
 CASES = sorted(path.name for path in GOLDEN.glob("case*")) if GOLDEN.is_dir() else []
 LOGITS_ATOL = 1e-4
 TOKENS_ATOL = 1e-5

@@ -44,6 +44,7 @@ def test_rate_targets_are_capped_by_spreading_them_over_the_whole_video():
     assert len(capped) == 5
     assert capped[0] < 1.5 and capped[-1] > 8.5
     assert set(capped.tolist()) <= set(every_half_second.tolist())
+    assert fps_timestamps(0.4, 1.0).tolist() == pytest.approx([0.2])  # shorter than one interval: still inside
 
 
 @pytest.mark.parametrize("bad", [{"duration_s": 0.0, "num_frames": 3}, {"duration_s": 5.0, "num_frames": 0}])

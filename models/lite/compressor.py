@@ -83,10 +83,16 @@ def clip_densities(evidence: FrameEvidence, clips: list[tuple[int, int]], settin
         mean_embedding = _normalised(evidence.embeddings[start:end].mean(axis=0))
         mean_probs = evidence.probs[start:end].mean(axis=0)
         novelty = 1.0 if previous is None else float(np.clip((1.0 - mean_embedding @ previous) / 0.3, 0.0, 1.0))
-        distinct = len(set(evidence.probs[start:end].argmax(axis=1))) + int(np.sum(mean_probs > settings.label_threshold))
+        distinct = len(set(evidence.probs[start:end].argmax(axis=1))) + int(
+            np.sum(mean_probs > settings.label_threshold)
+        )
         labels = min(1.0, distinct / 8.0)
         entropy = float(-(mean_probs * np.log(mean_probs + 1e-12)).sum() / np.log(len(mean_probs)))
-        motion = float(np.clip(cosine_distances(evidence.embeddings[start:end]).mean() / 0.15, 0, 1)) if end - start > 1 else 0.0
+        motion = (
+            float(np.clip(cosine_distances(evidence.embeddings[start:end]).mean() / 0.15, 0, 1))
+            if end - start > 1
+            else 0.0
+        )
         densities.append(0.55 * novelty + 0.2 * labels + 0.15 * entropy + 0.1 * motion)
         previous = mean_embedding
     return np.clip(np.asarray(densities, dtype=float), 0.02, 1.0)
@@ -162,7 +168,9 @@ def write_clip(
     motion = cosine_distances(evidence.embeddings[start:end])
     phrases: list[str] = []
     if novelty_is_low:
-        phrases.append(f"same scene ({labels[0]})" if count(f"{header} same scene ({labels[0]})") <= budget else "same scene")
+        phrases.append(
+            f"same scene ({labels[0]})" if count(f"{header} same scene ({labels[0]})") <= budget else "same scene"
+        )
     else:
         phrases.append(", ".join(labels[:2]))
         slow = [p for p in evidence.slow_positions if start <= p < end]
@@ -241,6 +249,8 @@ def uncompressed_tokens(evidence: FrameEvidence, count: TokenCounter) -> int:
     total = 0
     for position, t in enumerate(evidence.timestamps_s):
         top5 = ", ".join(names[int(i)] for i in np.argsort(-evidence.probs[position])[:5])
-        regions = ", ".join(f"{REGION_NAMES[c]}: {names[int(label)]}" for c, label in enumerate(evidence.region_labels[position]))
+        regions = ", ".join(
+            f"{REGION_NAMES[c]}: {names[int(label)]}" for c, label in enumerate(evidence.region_labels[position])
+        )
         total += count(f"[{t:.1f} s] {top5}; {regions}")
     return total

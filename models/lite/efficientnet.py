@@ -39,7 +39,10 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pads = []
-        for size, k, s in ((width, self.kernel_size[1], self.stride[1]), (height, self.kernel_size[0], self.stride[0])):
+        for size, k, s in (
+            (width, self.kernel_size[1], self.stride[1]),
+            (height, self.kernel_size[0], self.stride[0]),
+        ):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)

@@ -1,8 +1,9 @@
 """The visual expert of the embedded default: EfficientNet-Lite0 over sampled frames.
 
 Fast pathway: every sampled frame -> a pooled class distribution and an embedding (for scene cuts and density).
-Slow pathway: class activation maps (CAMs) on the 7x7 feature map pooled to a 3x3 grid of region labels (computed
-for every frame because it is nearly free; the compressor writes them only for a few slow frames). CAMs of each frame's top classes are kept so the app can overlay where a named object is.
+Slow pathway: class activation maps (CAMs) on the 7x7 feature map pooled to a 3x3 grid of region labels
+(computed for every frame because it is nearly free; the compressor writes them only for a few slow frames).
+CAMs of each frame's top classes are kept so the app can overlay where a named object is.
 """
 
 from __future__ import annotations
@@ -64,4 +65,3 @@ class VisualExpert:
             duration_s=float(duration_s),
         )
         return evidence, cams_by_frame
-

@@ -32,16 +32,11 @@ def class_groups() -> tuple[str | None, ...]:
     return tuple(groups)
 
 
-ANIMALS = range(0, 398)  # ImageNet-1k classes 0-397 are animals
-
-
 def describe_class(index: int, with_group: bool = True) -> str:
-    """'golden retriever (a dog)', 'tabby cat (an animal)', 'espresso (a drink)': a hint a small LLM can use."""
+    """'golden retriever (a dog)', 'tabby cat (a cat)', 'espresso (a drink)': a hint a small LLM can use."""
     name = class_names()[index]
     group = class_groups()[index]
     if not with_group or group is None:
         return name
-    if group.split(" or ")[0] in name.lower():
-        return f"{name} (an animal)" if index in ANIMALS else name
     article = "an" if group[0] in "aeiou" else "a"
     return f"{name} ({article} {group})"

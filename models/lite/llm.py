@@ -102,7 +102,11 @@ class SmolLM:
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation="sdpa")
         self.model.eval()
-        self.stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
+        self.stop_ids = {
+            i
+            for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            if i is not None
+        }
         self.lock = threading.RLock()  # one generation at a time per process; the app queues requests
 
     def count_tokens(self, text: str) -> int:
@@ -182,7 +186,9 @@ class SmolLM:
             return torch.stack(rows).mean(dim=0)
 
 
-def sample_token(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator, history: list[int]) -> int:
+def sample_token(
+    logits: torch.Tensor, params: GenerationParams, generator: torch.Generator, history: list[int]
+) -> int:
     """Greedy when temperature is 0, else temperature + nucleus sampling; a mild repetition penalty either way."""
     logits = logits.float().clone()
     if history:

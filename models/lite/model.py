@@ -34,6 +34,7 @@ from models.lite.expert import VisualExpert
 from models.lite.labels import class_groups, class_names
 from models.lite.llm import Generated, SmolLM
 from models.lite.prompt import build_messages, timeline_text
+from models.lite.relevance import ClipMatcher
 
 THUMBNAIL_HEIGHT = 96
 
@@ -57,10 +58,12 @@ def thumbnails(pixels: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> np.ndarray
 class LiteVideoLLM:
     def __init__(self, name: str = "slowfast-lite", settings: CompressorSettings | None = None):
         self.name = name
+        self.decode_max_side = 448  # EfficientNet sees 224 px crops; thumbnails are 96 px high
         self.settings = settings or CompressorSettings()
         started = time.perf_counter()
         self.expert = VisualExpert()
         self.llm = SmolLM()
+        self.matcher = ClipMatcher()
         self.load_s = time.perf_counter() - started
         self.weights_source = self.llm.source
 
@@ -70,7 +73,9 @@ class LiteVideoLLM:
         started = time.perf_counter()
         evidence, cams = self.expert.analyse(frames.pixels, frames.timestamps_s, frames.info.duration_s)
         expert_s = time.perf_counter() - started
-        clips, per_frame_fast, per_frame_slow = compress(evidence, params.token_budget, self.llm.count_tokens, self.settings)
+        clips, per_frame_fast, per_frame_slow = compress(
+            evidence, params.token_budget, self.llm.count_tokens, self.settings
+        )
         timeline = timeline_text(clips, frames.info.duration_s)
         stats = TokenStats(
             clips=clips,
@@ -105,7 +110,8 @@ class LiteVideoLLM:
         want_attention: bool = True,
     ) -> Iterator[str | Answer]:
         payload: LitePayload | None = context.payload if context is not None else None
-        messages = build_messages(payload.timeline if payload else None, history, question)
+        relevant = self.matcher.most_relevant(question, [c.text for c in payload.clips if c.text]) if payload else None
+        messages = build_messages(payload.timeline if payload else None, history, question, relevant)
         prompt = self.llm.render(messages)
         prompt_ids, offsets = self.llm.encode_with_offsets(prompt)
         generated: Generated | None = None
@@ -180,7 +186,9 @@ def _names_class(index: int, words: set[str]) -> bool:
     return bool((name_words | group_words) & words - {"a", "the", "of"})
 
 
-def clip_token_spans(prompt: str, timeline: str, clips: list[ClipBudget], offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def clip_token_spans(
+    prompt: str, timeline: str, clips: list[ClipBudget], offsets: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Token [lo, hi) of each clip's line inside the rendered prompt (the real timeline, not the few-shot one)."""
     base = prompt.rindex(timeline)
     spans, cursor = [], base
@@ -197,7 +205,7 @@ def clip_token_spans(prompt: str, timeline: str, clips: list[ClipBudget], offset
 
 
 def merge_into_words(tokenizer, ids: list[int], rows: np.ndarray, weights: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Group answer tokens into words (a new word starts at a space); a word's row is the weighted mean of its tokens."""
+    """Group answer tokens into words (a new word starts at a space); a word's row: weighted mean of its tokens."""
     words: list[str] = []
     groups: list[list[int]] = []
     for position, token_id in enumerate(ids):

@@ -14,25 +14,19 @@ SYSTEM = (
 )
 TEXT_ONLY_SYSTEM = "You are a helpful assistant. Answer briefly."
 
-# Three toy videos, each with its own timeline, so the model learns to read the timeline it is given (one shared
-# toy timeline made it copy the toy's objects into real answers) and to say "no" when something is absent.
-FEW_SHOT = [
-    (
-        "Video timeline (9.0 s):\n[0.0-5.0 s] sports car (a car), convertible the camera moves\n"
-        "[5.0-9.0 s] golden retriever (a dog), Labrador retriever detail: tennis ball at bottom",
-        "What animal is in the video?",
-        "A dog (a golden retriever).",
-    ),
-    (
-        "Video timeline (8.0 s):\n[0.0-6.0 s] pizza (a food) detail: pizza everywhere\n[6.0-8.0 s] same scene",
-        "What animal is in the video?",
-        "None, only a pizza.",
-    ),
-    (
-        "Video timeline (7.0 s):\n[0.0-3.0 s] volcano (a landscape)\n[3.0-7.0 s] airliner (an aircraft), wing",
-        "What is shown after the cut?",
-        "An airliner.",
-    ),
+# One toy timeline with three short turns: the model learns to answer briefly, from the timeline, to use the
+# "Most relevant" line when there is one, and to say "No." when something is absent. (Separate toy timelines per
+# turn and longer answers both made it copy the last example's sentence shape.)
+TOY_TIMELINE = (
+    "Video timeline (12.0 s):\n"
+    "[0.0-4.5 s] sports car (a car), convertible the camera moves\n"
+    "[4.5-8.0 s] golden retriever (a dog), Labrador retriever detail: tennis ball at bottom\n"
+    "[8.0-12.0 s] pizza (a food)"
+)
+FEW_SHOT = [  # (relevant line or "", question, answer); the answer is in the middle so the model learns to look
+    (TOY_TIMELINE.splitlines()[2], "What animal is in the video?", "A dog (a golden retriever)."),
+    ("", "What is shown last?", "A pizza."),
+    ("", "Is there a person?", "No."),
 ]
 
 
@@ -42,25 +36,35 @@ def timeline_text(clips: list[ClipBudget], duration_s: float) -> str:
     return "\n".join(lines)
 
 
+def user_turn(question: str, relevant: str | None, timeline: str | None = None) -> str:
+    parts = [timeline, f"Most relevant: {relevant}" if relevant else None, f"Question: {question}"]
+    return "\n\n".join(part for part in parts if part)
+
+
 def few_shot_messages() -> list[dict[str, str]]:
     messages = []
-    for timeline, question, answer in FEW_SHOT:
-        messages += [
-            {"role": "user", "content": f"{timeline}\n\nQuestion: {question}"},
-            {"role": "assistant", "content": answer},
-        ]
+    for index, (relevant, question, answer) in enumerate(FEW_SHOT):
+        content = user_turn(question, relevant, TOY_TIMELINE if index == 0 else None)
+        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": answer}]
     return messages
 
 
-def build_messages(timeline: str | None, history: list[dict[str, str]], question: str) -> list[dict[str, str]]:
-    """The whole chat: system, few-shot (video turns only), the real timeline in the first real user turn."""
+def build_messages(
+    timeline: str | None, history: list[dict[str, str]], question: str, relevant: str | None = None
+) -> list[dict[str, str]]:
+    """The whole chat: system, few-shot, then the real turns with the timeline in the first real user turn.
+
+    Earlier user turns are rewritten in the same "Question:" form; `relevant` is the hint for the new question.
+    """
     if timeline is None:
         return [{"role": "system", "content": TEXT_ONLY_SYSTEM}, *history, {"role": "user", "content": question}]
-    turns = [*history, {"role": "user", "content": question}]
-    first = turns[0]
-    turns[0] = {"role": "user", "content": f"{timeline}\n\nQuestion: {first['content']}"}
-    turns = [turns[0]] + [
-        {"role": t["role"], "content": f"Question: {t['content']}" if t["role"] == "user" else t["content"]}
-        for t in turns[1:]
-    ]
+    turns = []
+    for index, turn in enumerate(history):
+        if turn["role"] == "user":
+            turns.append(
+                {"role": "user", "content": user_turn(turn["content"], None, timeline if index == 0 else None)}
+            )
+        else:
+            turns.append({"role": turn["role"], "content": turn["content"]})
+    turns.append({"role": "user", "content": user_turn(question, relevant, None if history else timeline)})
     return [{"role": "system", "content": SYSTEM}, *few_shot_messages(), *turns]

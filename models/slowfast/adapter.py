@@ -126,6 +126,7 @@ class SlowFastVideoLLM:
         frames_per_chunk: int = 8,
     ):
         self.name = name
+        self.decode_max_side = 1024  # preprocessing resizes the short side to 576: decode big enough for that
         self.model = model
         self.tokenizer = tokenizer
         self.stop_token_ids = tuple(stop_token_ids) or tuple(

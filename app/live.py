@@ -1,0 +1,693 @@
+"""The Live tab: an online assistant that speaks up while the video plays, and the server-side replay endpoint.
+
+Usage (inside an existing `with gr.Tab("Live"):` block; every argument is optional)::
+
+    build_live_tab(get_model=None, store_getter=None, studio=None, annotator=None, concurrency_id="model")
+
+get_model: `() -> OnlineVideoLLM` (default: the embedded default in online mode, `models.online.lite.load_online`);
+store_getter: `() -> AnnotationStore` for ratings (default: `studio.store` when a `studio` is given, else a store in
+the default data directory, opened on the first rating); annotator: a Textbox holding the rater's name;
+concurrency_id: the queue group model-bound events share (limit 1). The tab creates its own components and
+events; their api_names all start with `live_`. `live_replay(video, threshold, fps)` is also a plain function.
+
+How it runs (pattern A of specs/online_assistant.md §3.3): the browser plays the video and is the clock. While it
+plays, a `gr.Timer` ticks every 0.5 s; each tick's `js=` hook reads the player's `currentTime`, and the server
+decodes the 2 fps grid frames between the last ingested time and now (`models.online.frames.StreamReader`) and
+feeds them to the viewer's session, streaming any remark into the chat (prefixed with its video time) and onto the
+timeline plot under the player (score per frame, the bar 1 - θ, a marker per remark). Pause stops the timer after
+a last ingest; a seek backwards rewinds the session to the new time, a jump ahead restarts its context there.
+Questions are queued at the current video time and answered when the stream reaches it (at once when paused).
+Remarks are rated with the chat's thumbs and stored with `AnnotationStore.record_rating` (video time in `extra`),
+so they export like any answer. Per-viewer state lives server-side in a bounded registry keyed by a random id
+kept in a `gr.State`; each entry holds one bounded `OnlineSession`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from app.annotations import AnnotationStore, annotator_label
+from models.base import VideoError
+from models.online.base import (
+    DEFAULT_FPS,
+    DEFAULT_THRESHOLD,
+    AnswerStart,
+    FrameDecision,
+    OnlineParams,
+    OnlineSession,
+    OnlineVideoLLM,
+    Remark,
+    check_threshold,
+    replay,
+    respond_bar,
+)
+from models.online.frames import StreamReader
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+VIDEO_ELEM_ID = "live-video"
+CHAT_ELEM_ID = "live-chat"
+TICK_S = 0.5
+MAX_LIVE_STREAMS = 16  # viewers with a live session at once; the oldest idle one is closed beyond that
+MAX_MESSAGES = 200  # chat entries kept per viewer
+MAX_FRAMES_PER_TICK = 8  # more than this behind: jump to the playback position instead of catching up
+JUMP_AHEAD_S = 3.0  # a forward seek larger than this restarts the context instead of ingesting the gap
+REWIND_SLACK_S = 0.75  # currentTime this far behind the last ingested frame counts as a seek backwards
+MAX_REPLAY_S = float(os.environ.get("STUDIO_LIVE_MAX_REPLAY_SECONDS", 20 * 60))
+REMARK_COLOR = "#e8590c"
+ANSWER_COLOR = "#3b5bdb"
+SCORE_COLOR = "#15aabf"
+
+# Reads the player's clock into the input at `index` (the other inputs pass through unchanged).
+_CLOCK_JS = (
+    "(...args) => {{ const v = document.querySelector('#{elem} video'); "
+    "args[{index}] = v ? v.currentTime : 0; return args; }}"
+)
+
+
+def clock_js(index: int) -> str:
+    return _CLOCK_JS.format(elem=VIDEO_ELEM_ID, index=index)
+
+
+def video_time_label(time_s: float) -> str:
+    """00:07.3: the video time remarks are prefixed with."""
+    minutes, seconds = divmod(max(0.0, time_s), 60)
+    return f"{int(minutes):02d}:{seconds:04.1f}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Per-viewer state (server-side)
+
+
+@dataclass
+class ChatEntry:
+    role: str
+    content: str
+    remark: Remark | None = None  # what a rating records (None for questions and notes)
+    question_id: int | None = None  # a question's placeholder answer, replaced when the answer arrives
+
+
+@dataclass
+class LiveStream:
+    """One viewer's live session on one video."""
+
+    path: str
+    model: OnlineVideoLLM
+    session: OnlineSession
+    reader: StreamReader
+    entries: list[ChatEntry] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    playhead_s: float = 0.0
+    ingested_until_s: float | None = None  # grid frames after this time are still to be fed (None: from the start)
+    fast_path_s: list[float] = field(default_factory=list)  # recent per-frame fast-path costs (for the status)
+    plotted_at_s: float = -1.0  # playhead when the timeline was last drawn
+
+    @property
+    def duration_s(self) -> float:
+        return self.reader.info.duration_s
+
+    def close(self) -> None:
+        self.session.close()
+        self.reader.close()
+
+    def add(self, entry: ChatEntry) -> None:
+        self.entries.append(entry)
+        if len(self.entries) > MAX_MESSAGES:
+            del self.entries[: len(self.entries) - MAX_MESSAGES]
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": e.role, "content": e.content} for e in self.entries]
+
+
+class LiveRegistry:
+    """Live streams by viewer key: bounded, least recently used closed first."""
+
+    def __init__(self, max_streams: int = MAX_LIVE_STREAMS):
+        self.max_streams = max_streams
+        self._streams: OrderedDict[str, LiveStream] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> LiveStream | None:
+        with self._lock:
+            stream = self._streams.get(key or "")
+            if stream is not None:
+                self._streams.move_to_end(key)
+            return stream
+
+    def put(self, key: str, stream: LiveStream) -> None:
+        evicted = []
+        with self._lock:
+            if key in self._streams:
+                evicted.append(self._streams.pop(key))
+            self._streams[key] = stream
+            while len(self._streams) > self.max_streams:
+                evicted.append(self._streams.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+
+    def drop(self, key: str | None) -> None:
+        with self._lock:
+            stream = self._streams.pop(key or "", None)
+        if stream is not None:
+            stream.close()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
+REGISTRY = LiveRegistry()
+
+
+def default_model() -> OnlineVideoLLM:
+    from models.online.lite import load_online
+
+    return load_online()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure builders
+
+
+def timeline_figure(
+    decisions: list[FrameDecision], remarks: list[Remark], threshold: float, duration_s: float, playhead_s: float
+) -> go.Figure:
+    """Score per ingested frame, the respond bar (1 - θ), a marker per remark/answer, and the playhead."""
+    figure = go.Figure()
+    if decisions:
+        figure.add_trace(
+            go.Scatter(
+                x=[d.time_s for d in decisions],
+                y=[d.score for d in decisions],
+                mode="lines",
+                line={"color": SCORE_COLOR, "width": 1.5},
+                name="respond score",
+                hovertemplate="%{x:.1f} s · score %{y:.2f}<extra></extra>",
+            )
+        )
+    for kind, color, symbol in (("remark", REMARK_COLOR, "diamond"), ("answer", ANSWER_COLOR, "circle")):
+        chosen = [r for r in remarks if r.kind == kind]
+        if chosen:
+            figure.add_trace(
+                go.Scatter(
+                    x=[r.time_s for r in chosen],
+                    y=[min(1.0, r.score) for r in chosen],
+                    mode="markers",
+                    marker={"color": color, "size": 11, "symbol": symbol, "line": {"color": "white", "width": 1}},
+                    name=f"{kind}s",
+                    text=[_hover(r) for r in chosen],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+    bar = respond_bar(threshold)
+    figure.add_hline(y=bar, line={"color": "#495057", "dash": "dash", "width": 1})
+    figure.add_annotation(
+        x=0,
+        xref="paper",
+        y=bar,
+        text=f"bar 1 − θ = {bar:.2f}",
+        showarrow=False,
+        yshift=9,
+        xanchor="left",
+        font={"size": 10, "color": "#495057"},
+    )
+    figure.add_vline(x=playhead_s, line={"color": "#adb5bd", "width": 1})
+    figure.update_layout(
+        template="plotly_white",
+        height=210,
+        margin={"l": 40, "r": 10, "t": 10, "b": 30},
+        xaxis={"range": [0, max(duration_s, 1.0)], "title": {"text": "video time (s)", "standoff": 4}},
+        yaxis={"range": [0, 1.05], "title": {"text": "score"}},
+        legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right", "font": {"size": 10}},
+        showlegend=bool(remarks),
+    )
+    if not decisions:
+        figure.add_annotation(
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+            text="Press play: remarks appear here as the video runs",
+            showarrow=False,
+            font={"color": "#868e96"},
+        )
+    return figure
+
+
+def _hover(remark: Remark) -> str:
+    import html
+
+    text = html.escape(remark.text if len(remark.text) < 120 else remark.text[:117] + "…")
+    head = f"{video_time_label(remark.time_s)} · score {remark.score:.2f}"
+    if remark.kind == "answer":
+        return f"{head}<br>Q: {html.escape(remark.question[:80])}<br>{text}"
+    return f"{head}<br>{text}"
+
+
+def remark_message(remark: Remark) -> str:
+    return f"**[{video_time_label(remark.time_s)}]** {remark.text}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handlers (plain functions: testable without a browser)
+
+
+class LiveController:
+    """The Live tab's handlers over a registry of viewer streams and a model getter."""
+
+    def __init__(
+        self,
+        get_model: Callable[[], OnlineVideoLLM] | None = None,
+        store_getter: Callable[[], AnnotationStore] | None = None,
+        registry: LiveRegistry | None = None,
+    ):
+        self.get_model = get_model or default_model
+        self._store_getter = store_getter
+        self._store: AnnotationStore | None = None
+        self.registry = registry or REGISTRY
+
+    def store(self) -> AnnotationStore:
+        if self._store_getter is not None:
+            return self._store_getter()
+        if self._store is None:
+            self._store = AnnotationStore()
+        return self._store
+
+    # -- loading
+
+    def load(self, video: str | None, threshold: float, key: str | None) -> tuple[str, list, go.Figure, str]:
+        """A new video (or none): a fresh stream for this viewer. Returns (key, messages, timeline, status)."""
+        self.registry.drop(key)
+        key = uuid.uuid4().hex
+        if not video:
+            return key, [], timeline_figure([], [], threshold, 1.0, 0.0), "Load a video, then press play."
+        try:
+            reader = StreamReader(video, fps=DEFAULT_FPS)
+        except VideoError as error:
+            raise gr.Error(str(error)) from error
+        model = self.get_model()
+        session = model.start_session(OnlineParams(threshold=check_threshold(threshold), fps=DEFAULT_FPS))
+        self.registry.put(key, LiveStream(path=str(video), model=model, session=session, reader=reader))
+        info = reader.info
+        status = (
+            f"Ready: {info.duration_s:.1f} s at {info.fps:.0f} fps. Press play; the assistant looks at "
+            f"{DEFAULT_FPS:g} frames per second and speaks when a frame's score passes the bar 1 − θ."
+        )
+        return key, [], timeline_figure([], [], threshold, info.duration_s, 0.0), status
+
+    def _stream(self, key: str | None) -> LiveStream:
+        stream = self.registry.get(key)
+        if stream is None:
+            raise gr.Error("Load a video in the Live tab first (or load it again: the live session expired).")
+        return stream
+
+    # -- ticking
+
+    def tick(self, key: str | None, time_s: float | None, threshold: float) -> Iterator[tuple[Any, Any, Any]]:
+        """Ingest every grid frame up to the player's time; yields (messages, timeline, status) as they change."""
+        stream = self.registry.get(key)
+        if stream is None:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        with stream.lock:
+            stream.session.threshold = check_threshold(threshold)
+            now = min(max(0.0, float(time_s or 0.0)), stream.duration_s)
+            stream.playhead_s = now
+            note = self._handle_seek(stream, now)
+            if note:
+                stream.add(ChatEntry("assistant", note))
+            changed = bool(note)
+            targets = stream.reader.grid_between(stream.ingested_until_s, now)
+            if len(targets):
+                pixels, frame_times = stream.reader.read(targets)
+                stream.ingested_until_s = float(targets[-1])
+                started = time.perf_counter()
+                events = stream.session.feed_many(pixels, frame_times)
+                for update in self._drain(stream, events, started, len(targets)):
+                    changed = True
+                    yield update
+            for update in self._drain(stream, stream.session.answer_due(now), None, 0):
+                changed = True
+                yield update
+            redraw = changed or abs(now - stream.plotted_at_s) >= 2.0
+            yield (
+                stream.messages() if changed else gr.skip(),
+                self._figure(stream) if redraw else gr.skip(),
+                self._status(stream),
+            )
+
+    def _handle_seek(self, stream: LiveStream, now: float) -> str:
+        """A seek backwards rewinds the session; a jump ahead restarts its context at the playhead."""
+        position = stream.ingested_until_s
+        if position is None:
+            return ""
+        if now < position - REWIND_SLACK_S:
+            stream.session.rewind(now)
+            note = f"⏪ *Rewound to {video_time_label(now)}: the commentary restarts from there.*"
+        elif now - position > JUMP_AHEAD_S or len(stream.reader.grid_between(position, now)) > MAX_FRAMES_PER_TICK:
+            stream.session.rewind(now)
+            note = f"⏩ *Jumped to {video_time_label(now)}.*"
+        else:
+            return ""
+        # Start again with the frame on screen now: the grid frame just before the playhead.
+        earlier = stream.reader.grid_between(None, now - 1e-3)
+        stream.ingested_until_s = float(earlier[-2]) if len(earlier) >= 2 else None
+        return note
+
+    def _drain(
+        self, stream: LiveStream, events: Iterator[Any], started: float | None, frames: int
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """Turn session events into chat entries, yielding while a remark or answer streams in."""
+        current: ChatEntry | None = None
+        last_yield = 0.0
+        fast_done = started is None
+        for event in events:
+            if not fast_done and not isinstance(event, FrameDecision):
+                # Everything before the first slow-path event is the fast path of this batch (decoding excluded).
+                fast_done = True
+                stream.fast_path_s.append((time.perf_counter() - started) / max(1, frames))
+            if isinstance(event, FrameDecision):
+                continue
+            if isinstance(event, AnswerStart):
+                current = self._placeholder(stream, event.question_id)
+            elif isinstance(event, str):
+                if current is None:
+                    current = ChatEntry("assistant", "")
+                    stream.add(current)
+                current.content += event
+                if time.perf_counter() - last_yield > 0.15:
+                    last_yield = time.perf_counter()
+                    yield stream.messages(), gr.skip(), gr.skip()
+            elif isinstance(event, Remark):
+                if current is None:
+                    current = ChatEntry("assistant", "")
+                    stream.add(current)
+                current.remark = event
+                current.content = remark_message(event)
+                current = None
+                yield stream.messages(), self._figure(stream), self._status(stream)
+        if not fast_done and frames:
+            stream.fast_path_s.append((time.perf_counter() - started) / frames)
+        del stream.fast_path_s[:-20]
+
+    @staticmethod
+    def _placeholder(stream: LiveStream, question_id: int) -> ChatEntry:
+        """The chat entry a question's answer is written into (its "waiting" placeholder, if still shown)."""
+        for entry in stream.entries:
+            if entry.question_id == question_id and entry.remark is None:
+                entry.content = ""
+                return entry
+        entry = ChatEntry("assistant", "", question_id=question_id)
+        stream.add(entry)
+        return entry
+
+    def _figure(self, stream: LiveStream) -> go.Figure:
+        session = stream.session
+        stream.plotted_at_s = stream.playhead_s
+        return timeline_figure(
+            list(session.decisions), list(session.remarks), session.threshold, stream.duration_s, stream.playhead_s
+        )
+
+    def _status(self, stream: LiveStream) -> str:
+        session = stream.session
+        last = session.decisions[-1] if session.decisions else None
+        parts = [f"▶ {video_time_label(stream.playhead_s)} / {video_time_label(stream.duration_s)}"]
+        parts.append(f"{session.frames_seen} frames ingested")
+        if stream.fast_path_s:
+            cost = sum(stream.fast_path_s) / len(stream.fast_path_s)
+            parts.append(
+                f"fast path {cost * 1000:.0f} ms/frame ({cost / (1 / stream.reader.fps):.0%} of the interval)"
+            )
+        if last is not None:
+            parts.append(f"last score {last.score:.2f} (bar {respond_bar(session.threshold):.2f})")
+        remarks = sum(1 for r in session.remarks if r.kind == "remark")
+        parts.append(f"{remarks} remark{'s' if remarks != 1 else ''}")
+        if session.pending_questions:
+            parts.append(f"{len(session.pending_questions)} question(s) waiting")
+        return " · ".join(parts)
+
+    # -- controls
+
+    def set_threshold(self, key: str | None, threshold: float) -> Any:
+        stream = self.registry.get(key)
+        if stream is None:
+            return gr.skip()
+        with stream.lock:
+            stream.session.threshold = check_threshold(threshold)
+            return self._figure(stream)
+
+    def ask(
+        self, key: str | None, question: str, time_s: float | None, threshold: float
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """Queue a question at the player's time; answer it now if the stream already reached that point."""
+        stream = self._stream(key)
+        text = (question or "").strip()
+        if not text:
+            raise gr.Error("Type a question first.")
+        with stream.lock:
+            now = min(max(0.0, float(time_s or 0.0)), stream.duration_s)
+            try:
+                question_id = stream.session.ask(text, now)
+            except ValueError as error:
+                raise gr.Error(str(error)) from error
+            stream.add(ChatEntry("user", f"[{video_time_label(now)}] {text}"))
+            waiting = f"⏳ *Waiting for the video to reach {video_time_label(now)}…*"
+            stream.add(ChatEntry("assistant", waiting, question_id=question_id))
+            yield stream.messages(), "", gr.skip(), gr.skip()
+        for messages, figure, status in self.tick(key, now, threshold):
+            yield messages, gr.skip(), figure, status
+
+    def rate(self, key: str | None, liked: Any, index: Any, annotator: str | None, session_hash: str | None) -> str:
+        """Store a thumbs up/down on a remark or answer, with its video time in `extra`."""
+        stream = self._stream(key)
+        position = index[0] if isinstance(index, (list, tuple)) else index
+        with stream.lock:
+            if not isinstance(position, int) or not 0 <= position < len(stream.entries):
+                raise gr.Error("That message is no longer in the live chat.")
+            entry = stream.entries[position]
+            remark = entry.remark
+            if remark is None:
+                raise gr.Error("Only the assistant's remarks and answers can be rated.")
+            earlier = [{"role": e.role, "content": e.content} for e in stream.entries[:position] if e.content.strip()][
+                -20:
+            ]
+            session = stream.session
+            question = (
+                remark.question
+                if remark.kind == "answer"
+                else f"Live commentary: what is new at {video_time_label(remark.time_s)}?"
+            )
+            thumbs = liked if isinstance(liked, bool) else str(liked).lower() in ("like", "true", "1")
+            fps = stream.reader.info.fps
+            record_id = self.store().record_rating(
+                model=f"{stream.model.name} (live)",
+                question=question,
+                answer=remark.text,
+                conversation=earlier,
+                video_path=stream.path,
+                video_duration_s=stream.duration_s,
+                frame_indices=[round(remark.time_s * fps)],
+                frame_timestamps_s=[remark.time_s],
+                encode_params={"mode": "live", "fps": session.params.fps, "threshold": session.threshold},
+                generation_params=session.params.generation.as_dict(),
+                thumbs=thumbs,
+                annotator=annotator_label(annotator, session_hash),
+                extra={
+                    "live": True,
+                    "kind": remark.kind,
+                    "video_time_s": remark.time_s,
+                    "score": remark.score,
+                    "threshold": session.threshold,
+                    "asked_at_s": remark.asked_at_s,
+                    "detail": {k: v for k, v in remark.detail.items() if k in ("now", "before", "main_object")},
+                },
+            )
+        verdict = "👍" if thumbs else "👎"
+        return (
+            f"{verdict} Saved your rating of the remark at {video_time_label(remark.time_s)} (record {record_id[:8]})."
+        )
+
+    def replay(self, video: str | None, threshold: float = DEFAULT_THRESHOLD, fps: float = DEFAULT_FPS) -> list[dict]:
+        return live_replay(video, threshold, fps, model=self.get_model())
+
+
+def live_replay(
+    video: str | None,
+    threshold: float = DEFAULT_THRESHOLD,
+    fps: float = DEFAULT_FPS,
+    model: OnlineVideoLLM | None = None,
+    remark_text: str = "llm",
+) -> list[dict[str, Any]]:
+    """Process a whole video server-side and return its remarks: [{"time_s", "score", "text", "kind"}, ...].
+
+    threshold: θ in [0, 1], higher = more talkative (a frame speaks when its score > 1 - θ); fps: frames per second
+    looked at (0.25-8). remark_text "template" skips the language model (fast: where would it speak?).
+    """
+    if not video:
+        raise gr.Error("Give a video file to replay.")
+    try:
+        params = OnlineParams(threshold=check_threshold(threshold), fps=float(fps), remark_text=remark_text)
+    except (TypeError, ValueError) as error:
+        raise gr.Error(str(error)) from error
+    if not 0.25 <= params.fps <= 8:
+        raise gr.Error(f"fps must lie between 0.25 and 8 (got {fps}).")
+    try:
+        with StreamReader(video, fps=params.fps) as reader:
+            duration = reader.info.duration_s
+    except VideoError as error:
+        raise gr.Error(str(error)) from error
+    if duration > MAX_REPLAY_S:
+        raise gr.Error(
+            f"The video is {duration / 60:.0f} min long; a server-side replay takes at most "
+            f"{MAX_REPLAY_S / 60:.0f} min (STUDIO_LIVE_MAX_REPLAY_SECONDS)."
+        )
+    model = model or default_model()
+    own_replay = getattr(model, "replay", None)
+    remarks = own_replay(str(video), params) if callable(own_replay) else replay(model, str(video), params)
+    return [r.as_dict() for r in remarks]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout and wiring
+
+
+def example_clips(assets_dir: Path = ASSETS_DIR) -> list[tuple[str, str]]:
+    """(title, path) of the example clips, clips with cuts first (they make the liveliest commentary)."""
+    listing = assets_dir / "examples.json"
+    if not listing.is_file():
+        return []
+    clips = json.loads(listing.read_text(encoding="utf-8")).get("clips", [])
+    clips = sorted(clips, key=lambda c: -len(c.get("cut_times_s", [])))
+    return [
+        (c.get("title", c["file"]), str(assets_dir / c["file"])) for c in clips if (assets_dir / c["file"]).is_file()
+    ]
+
+
+def build_live_tab(
+    get_model: Callable[[], OnlineVideoLLM] | None = None,
+    store_getter: Callable[[], AnnotationStore] | None = None,
+    studio: Any = None,
+    annotator: gr.Textbox | None = None,
+    concurrency_id: str = "model",
+) -> LiveController:
+    """Create the Live tab's components and events in the current Blocks context (see the module docstring)."""
+    if store_getter is None and studio is not None:
+        store_getter = lambda: studio.store  # noqa: E731 - the studio opens its store on first use
+    controller = LiveController(get_model, store_getter)
+    model_group = {"concurrency_id": concurrency_id, "concurrency_limit": 1}
+    examples = example_clips()
+
+    key = gr.State("")
+    clock = gr.Number(value=0.0, visible=False)
+    timer = gr.Timer(TICK_S, active=False)
+    gr.Markdown(
+        "The assistant watches the video **as it plays** (2 frames per second) and speaks up when something new "
+        "appears. **θ**: higher = more talkative (a frame speaks when its novelty score passes 1 − θ)."
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            example = gr.Dropdown(
+                choices=examples, value=None, label="Example clip", elem_id="live-example", interactive=True
+            )
+            video = gr.Video(
+                label="Video", sources=["upload"], elem_id=VIDEO_ELEM_ID, autoplay=False, interactive=True, height=360
+            )
+            timeline = gr.Plot(
+                value=timeline_figure([], [], DEFAULT_THRESHOLD, 1.0, 0.0), label="Timeline", elem_id="live-timeline"
+            )
+        with gr.Column(scale=2):
+            chat = gr.Chatbot(
+                label="Live remarks", elem_id=CHAT_ELEM_ID, height=420, feedback_options=("Like", "Dislike")
+            )
+            with gr.Row():
+                question = gr.Textbox(
+                    placeholder="Ask about what is on screen now…", show_label=False, scale=4, elem_id="live-question"
+                )
+                ask = gr.Button("Ask", scale=1, elem_id="live-ask")
+            threshold = gr.Slider(
+                0.0,
+                1.0,
+                value=DEFAULT_THRESHOLD,
+                step=0.05,
+                label="Respond threshold θ (higher = more talkative)",
+                elem_id="live-threshold",
+            )
+            status = gr.Markdown("Load a video, then press play.", elem_id="live-status")
+            with gr.Accordion("Replay the whole video on the server (API: live_replay)", open=False):
+                replay_fps = gr.Number(value=DEFAULT_FPS, label="frames per second", minimum=0.25, maximum=8)
+                replay_button = gr.Button("Replay", elem_id="live-replay")
+                replay_out = gr.JSON(label="Remarks", elem_id="live-replay-out")
+
+    def rate(key_value: str, name: str | None, data: gr.LikeData, request: gr.Request) -> str:
+        session_hash = getattr(request, "session_hash", None)
+        return controller.rate(key_value, data.liked, data.index, name, session_hash)
+
+    def rate_without_name(key_value: str, data: gr.LikeData, request: gr.Request) -> str:
+        return rate(key_value, None, data, request)
+
+    example.change(lambda path: path, [example], [video], api_name="live_example", **model_group)
+    video.change(
+        controller.load, [video, threshold, key], [key, chat, timeline, status], api_name="live_load", **model_group
+    ).then(lambda: gr.Timer(active=False), None, [timer], api_name="live_stop_clock")
+    video.play(lambda: gr.Timer(active=True), None, [timer], api_name="live_play")
+    for event, name in ((video.pause, "live_pause"), (video.end, "live_end")):
+        event(lambda: gr.Timer(active=False), None, [timer], api_name=name).then(
+            controller.tick,
+            [key, clock, threshold],
+            [chat, timeline, status],
+            js=clock_js(1),
+            api_name=f"{name}_ingest",
+            **model_group,
+        )
+    timer.tick(
+        controller.tick,
+        [key, clock, threshold],
+        [chat, timeline, status],
+        js=clock_js(1),
+        api_name="live_tick",
+        trigger_mode="once",
+        **model_group,
+    )
+    threshold.release(controller.set_threshold, [key, threshold], [timeline], api_name="live_threshold")
+    for trigger, name in ((ask.click, "live_ask"), (question.submit, "live_ask_submit")):
+        trigger(
+            controller.ask,
+            [key, question, clock, threshold],
+            [chat, question, timeline, status],
+            js=clock_js(2),
+            api_name=name,
+            **model_group,
+        )
+    if annotator is not None:
+        chat.like(rate, [key, annotator], [status], api_name="live_rate")
+    else:
+        chat.like(rate_without_name, [key], [status], api_name="live_rate")
+    replay_button.click(
+        controller.replay, [video, threshold, replay_fps], [replay_out], api_name="live_replay", **model_group
+    )
+    return controller
+
+
+def demo(get_model: Callable[[], OnlineVideoLLM] | None = None, data_dir: str | None = None) -> gr.Blocks:
+    """A stand-alone Blocks with only the Live tab (for tests and `python -m app.live`)."""
+    with gr.Blocks(title="Video-LLM Studio · Live") as blocks:
+        with gr.Tab("Live"):
+            build_live_tab(get_model, (lambda: AnnotationStore(data_dir)) if data_dir else None)
+    return blocks
+
+
+if __name__ == "__main__":
+    demo().launch(allowed_paths=[str(ASSETS_DIR)])

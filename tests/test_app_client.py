@@ -1,0 +1,386 @@
+"""The studio driven through its public API with `gradio_client`, as a script or another app would use it.
+
+One app is launched in-process for the module (real embedded default model, data in a temporary folder); every
+named endpoint is called, bad uploads must come back as a clear message while the app keeps serving, eight clients
+chatting and voting at once must lose no vote, and a separate app process killed with SIGKILL in the middle of a
+burst of votes must keep every vote it acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from app import ui
+from app.annotations import AnnotationStore
+from app.handlers import Studio
+from models.registry import DEFAULT_MODEL
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+CAT = ROOT / "assets" / "cat.mp4"
+UNAVAILABLE = "slowfast-mllm-7b-f64-s1t4"
+RECORD_ID = re.compile(r"record `([0-9a-f]{8})`")
+
+# Settings inputs in the order the endpoints take them: model, max frames, fps, token budget, temperature, top-p,
+# max new tokens, seed. Short answers keep the CPU time of a turn low.
+QUICK = (DEFAULT_MODEL, 12, 2.0, 128, 0.0, 1.0, 6, 0)
+
+
+def named(result, names: list[str]) -> dict:
+    """An endpoint's result tuple as {output name: value}, in the order the UI declares its outputs."""
+    flat: list[str] = []
+    for name in names:
+        if name == "session":
+            continue  # state never travels through the API
+        flat += ["vote_a", "vote_b", "vote_tie", "vote_both_bad"] if name == "ab_votable" else [name]
+    values = result if isinstance(result, (tuple, list)) and len(flat) > 1 else (result,)
+    assert len(values) == len(flat), (flat, values)
+    return dict(zip(flat, values, strict=True))
+
+
+def chat_text(chatbot: list[dict]) -> str:
+    """All text of a chat as the client receives it (content blocks joined)."""
+    parts = []
+    for message in chatbot:
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else [content]
+        parts += [b.get("text", "") if isinstance(b, dict) else str(b or "") for b in blocks]
+        parts.append((message.get("metadata") or {}).get("title", "") or "")
+    return "\n".join(parts)
+
+
+def last_answer(chatbot: list[dict]) -> str:
+    message = chatbot[-1]
+    assert message["role"] == "assistant"
+    content = message["content"]
+    return "".join(b.get("text", "") for b in content) if isinstance(content, list) else content
+
+
+def array_shape(value) -> tuple[int, ...]:
+    """Shape of an array in plotly's JSON: a nested list, or a typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict):
+        if "shape" in value:
+            return tuple(int(n) for n in str(value["shape"]).split(","))
+        itemsize = int(value["dtype"][-1]) if value["dtype"][-1].isdigit() else 8
+        return (len(base64.b64decode(value["bdata"])) // itemsize,)
+    if value and isinstance(value[0], list):
+        return (len(value), len(value[0]))
+    return (len(value),)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(url, studio) of an app launched in this process for the whole module."""
+    studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
+    demo = ui.build_demo(studio)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, **ui.launch_kwargs(studio))
+    yield url, studio
+    demo.close()
+    studio.close()
+
+
+@pytest.fixture
+def client(served) -> Client:
+    return Client(served[0], verbose=False, download_files=False)
+
+
+def load(client: Client, path: Path, settings=QUICK) -> dict:
+    return named(
+        client.predict(handle_file(str(path)), *settings, api_name="/load_video"),
+        [*ui.CHAT_OUTPUTS, "suggestions", "video_status"],
+    )
+
+
+def ask(client: Client, question: str, settings=QUICK) -> dict:
+    return named(client.predict(question, *settings, api_name="/chat"), ui.CHAT_OUTPUTS)
+
+
+def rate(client: Client, turn, thumbs="👍 good", score=None, reason="", annotator="") -> dict:
+    result = client.predict(turn, thumbs, score, reason, annotator, api_name="/rate_answer")
+    return named(result, ui.RATING_OUTPUTS)
+
+
+def ab_run(client: Client, question: str, settings=QUICK) -> dict:
+    setups = (DEFAULT_MODEL, 0.0, 1.0, 128, DEFAULT_MODEL, 0.8, 0.9, 64)
+    return named(client.predict(question, *setups, *settings, api_name="/ab_run"), ui.AB_OUTPUTS)
+
+
+def vote(client: Client, choice: str, reason: str = "", annotator: str = "") -> dict:
+    return named(client.predict(reason, annotator, api_name=f"/ab_vote_{choice}"), [*ui.AB_OUTPUTS, "ab_reason"])
+
+
+def test_the_public_api_names_every_action(client):
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    expected = {
+        "/load_video", "/chat", "/regenerate", "/undo", "/clear_chat", "/select_model", "/show_frame",
+        "/rate_answer", "/ab_run", "/ab_vote_a", "/ab_vote_b", "/ab_vote_tie", "/ab_vote_both_bad",
+        "/ab_last_question", "/export", "/refresh_export", "/push_to_hub",
+    }  # fmt: skip
+    assert expected <= endpoints, expected - endpoints
+
+
+def test_a_chat_about_an_example_clip_through_every_chat_endpoint(client):
+    loaded = load(client, CAT)
+    assert "Now watching" in chat_text(loaded["chatbot"])
+    assert "frames sampled" in loaded["video_status"]
+    assert all(item["caption"].startswith("t = ") for item in loaded["frames"])
+
+    job = client.submit("What animal is in the video?", *QUICK, api_name="/chat")
+    partials = [named(out, ui.CHAT_OUTPUTS)["chatbot"] for out in job]
+    first = named(job.result(), ui.CHAT_OUTPUTS)
+    answer = last_answer(first["chatbot"])
+    assert answer and len(partials) >= 2, "the answer streams"
+    assert "Answer #1" in first["answer_stats"]
+    heatmap = json.loads(first["heatmap"]["plot"])["data"][0]
+    assert array_shape(heatmap["z"])[1] == len(loaded["frames"]), "one heatmap column per sampled frame"
+    bars = json.loads(first["budget_plot"]["plot"])["data"][0]
+    clips = int(re.search(r"(\d+) clips", loaded["video_status"]).group(1))
+    assert array_shape(bars["x"]) == (clips,), "one bar per clip"
+
+    second = ask(client, "What colour are its eyes?")
+    assert "Answer #2" in second["answer_stats"] and "frames from cache" in second["answer_stats"]
+
+    frame = named(client.predict(3, api_name="/show_frame"), ["overlay", "overlay_caption"])
+    assert frame["overlay_caption"].startswith("**Frame 3 of ")
+
+    regenerated = named(client.predict(*QUICK, api_name="/regenerate"), ui.CHAT_OUTPUTS)
+    assert "Answer #2" in regenerated["answer_stats"], "regenerating replaces the last answer, it does not add one"
+
+    undone = named(client.predict(api_name="/undo"), ["chatbot", "question", "session", "rate_target"])
+    assert undone["question"] == "What colour are its eyes?"
+    assert "What colour" not in chat_text(undone["chatbot"])
+
+    cleared = named(
+        client.predict(api_name="/clear_chat"), ["chatbot", "session", *ui.VIEW_OUTPUTS, "rate_target", "answer_stats"]
+    )
+    assert cleared["chatbot"] == []
+
+    # Stop, as an API user does it: cancel the running job. The partial answer stays and the app keeps serving.
+    job = client.submit("Tell me a very long story about a dragon.", *QUICK[:6], 300, 0, api_name="/chat")
+    while not job.outputs() or not last_answer(named(job.outputs()[-1], ui.CHAT_OUTPUTS)["chatbot"]):
+        time.sleep(0.05)
+    job.cancel()
+    assert client.predict(api_name="/stop") in ((), None, [])  # the Stop button's own endpoint is a no-op
+    time.sleep(0.5)
+    undone = named(client.predict(api_name="/undo"), ["chatbot", "question", "session", "rate_target"])
+    assert undone["question"] == "Tell me a very long story about a dragon."
+
+    refused = named(
+        client.predict(UNAVAILABLE, api_name="/select_model"),
+        ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
+    )
+    assert refused["model"] == DEFAULT_MODEL, "a model that cannot run here is not selected"
+    accepted = named(
+        client.predict(DEFAULT_MODEL, api_name="/select_model"),
+        ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
+    )
+    assert "runs here" in accepted["model_info"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "not_a_video", "truncated", "truncated_data", "audio_only"])
+def test_bad_uploads_come_back_as_a_clear_message_and_the_app_keeps_serving(client, bad_videos, kind):
+    bad = bad_videos[kind]
+    loaded = load(client, bad.path)
+    assert bad.message.lower() in loaded["video_status"].lower()
+    assert bad.message.lower() in chat_text(loaded["chatbot"]).lower()
+    after = ask(client, "Are you still there?")
+    assert last_answer(after["chatbot"]), "a text-only turn still works after the bad upload"
+    assert "text-only" in after["answer_stats"]
+
+
+def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served, monkeypatch, tmp_path):
+    url, studio = served
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    client = Client(url, verbose=False)  # downloads files, as a person's browser would
+    load(client, CAT)
+    ask(client, "What animal is in the video?")
+    before = studio.store.counts()
+
+    saved = rate(client, 1, "👍 good", 5, "<b>right</b>", "tester")
+    assert RECORD_ID.search(saved["rating_status"])
+    assert saved["score"] is None and saved["reason"] == ""
+
+    # The gesture endpoints need the browser's event data; called bare they say so and record nothing.
+    client.predict("tester", api_name="/like_message")
+    assert studio.store.counts()["rating"] == before["rating"] + 1
+
+    last = client.predict(api_name="/ab_last_question")
+    assert last == "What animal is in the video?"
+    compared = ab_run(client, last)
+    assert compared["vote_a"]["interactive"] is True if isinstance(compared["vote_a"], dict) else True
+    assert "revealed after your vote" in compared["ab_reveal"]
+    voted = vote(client, "a", "A names the cat")
+    assert "You judged: **A is better**" in voted["ab_reveal"] and RECORD_ID.search(voted["ab_reveal"])
+    again = vote(client, "b")
+    assert studio.store.counts()["comparison"] == before["comparison"] + 1, "one round takes one vote"
+    assert again["ab_reveal"] == voted["ab_reveal"].split("  \n✅")[0]
+    for choice in ("tie", "both_bad"):
+        ab_run(client, last)
+        assert RECORD_ID.search(vote(client, choice)["ab_reveal"])
+    assert client.predict(api_name="/ab_stop") in ((), None, [])
+
+    counts = client.predict(api_name="/refresh_export")
+    assert f"**{studio.store.counts()['total']}** judgements" in counts[0]
+
+    exported = named(client.predict(api_name="/export"), ui.EXPORT_OUTPUTS)
+    assert "Exported" in exported["export_status"]
+    dpo = [json.loads(line) for line in Path(exported["dl_dpo"]).read_text().splitlines()]
+    kto = [json.loads(line) for line in Path(exported["dl_kto"]).read_text().splitlines()]
+    decided = [r for r in studio.store.records("comparison") if r["choice"] in ("a", "b")]
+    assert {row["id"] for row in dpo} == {r["id"] for r in decided}
+    assert all(row["video"].startswith("videos/") for row in dpo + kto)
+    assert any(row["label"] is True and row["score"] == 5 for row in kto)
+
+    pushed = client.predict("someone/studio-votes", api_name="/push_to_hub")
+    assert "token" in pushed.lower()
+
+
+def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served):
+    url, studio = served
+    before = studio.store.counts()
+    acknowledged: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def user(number: int) -> None:
+        try:
+            client = Client(url, verbose=False, download_files=False)
+            if number % 2 == 0:
+                load(client, CAT)
+            ask(client, f"Question {number}: what is shown?")
+            ids = []
+            for k, (thumbs, score) in enumerate((("👍 good", None), ("👎 bad", 2), ("no thumbs", 4))):
+                status = rate(client, 1, thumbs, score, f"client {number} rating {k}")["rating_status"]
+                ids.append(RECORD_ID.search(status).group(1))
+            ab_run(client, f"Question {number}: what is shown?")
+            reveal = vote(client, ("a", "b", "tie", "both_bad")[number % 4])["ab_reveal"]
+            ids.append(RECORD_ID.search(reveal).group(1))
+            with lock:
+                acknowledged.extend(ids)
+        except BaseException as error:  # reported below with the others
+            errors.append(error)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors, errors
+    assert len(acknowledged) == 8 * 4
+
+    after = studio.store.counts()
+    assert after["rating"] - before["rating"] == 24
+    assert after["comparison"] - before["comparison"] == 8
+    stored = {r["id"][:8] for r in studio.store.records()}
+    assert set(acknowledged) <= stored
+
+    exported = named(Client(url, verbose=False, download_files=False).predict(api_name="/export"), ui.EXPORT_OUTPUTS)
+    records = [json.loads(line) for line in Path(exported["dl_jsonl"]).read_text().splitlines()]
+    assert len(records) == after["total"]
+    assert set(acknowledged) <= {r["id"][:8] for r in records}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A separate app process, killed mid-burst
+
+
+def start_app(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir), "--no-preload"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 180) -> Client:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the app process exited while starting"
+        try:
+            return Client(url, verbose=False, download_files=False)
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not come up in {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    process = start_app(data_dir, port)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    killed = threading.Event()
+    try:
+        clients = [wait_until_serving(url, process) for _ in range(3)]
+        for client in clients:
+            ask(client, "Hello?")
+
+        def burst(client: Client, number: int) -> None:
+            k = 0
+            while not killed.is_set():
+                try:
+                    status = rate(client, 1, ("👍 good", "👎 bad")[k % 2], None, f"burst {number}.{k}")
+                except Exception:
+                    return  # the server is gone
+                match = RECORD_ID.search(status["rating_status"])
+                if match:
+                    with lock:
+                        acknowledged.append(match.group(1))
+                k += 1
+
+        threads = [threading.Thread(target=burst, args=(c, n), daemon=True) for n, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while len(acknowledged) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        killed.set()
+        process.wait(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert len(acknowledged) >= 30
+
+    with AnnotationStore(data_dir) as store:
+        assert store.integrity_check() == "ok"
+        stored = {r["id"][:8] for r in store.records()}
+        total = store.counts()["total"]
+    assert set(acknowledged) <= stored, "every vote the app acknowledged survived the kill"
+
+    restarted = start_app(data_dir, port)
+    try:
+        client = wait_until_serving(url, restarted)
+        counts = client.predict(api_name="/refresh_export")
+        assert f"**{total}** judgements" in counts[0]
+    finally:
+        restarted.kill()
+        restarted.wait()

@@ -1,0 +1,508 @@
+"""The studio's handlers do what a person at the UI would see: streamed answers, frames with timestamps, budgets per
+clip, clear messages for bad input, votes that land in the store with their video, and blind A/B rounds.
+
+Most tests drive the handlers with a tiny fake model (wiring only, milliseconds per turn); the last ones use the real
+embedded default on an example clip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import handlers as h
+from app.session import Session, View
+from models.base import Answer, Attention, ClipBudget, GenerationParams, TokenStats, VisualContext
+from models.registry import DEFAULT_MODEL
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+UNAVAILABLE = "slowfast-mllm-7b-f64-s1t4"  # needs a GPU and hub access, which the test machine has neither of
+HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+class FakeVideoLLM:
+    """Answers "A small cat (seed N)." word by word; encodes any clip into two clips of equal budget."""
+
+    def __init__(self) -> None:
+        self.name = f"fake-video-llm-{id(self)}"  # its own entries in the process-wide encode cache
+        self.calls: list[dict] = []
+        self.encodes = 0
+        self.closed_early = 0
+
+    def encode(self, frames, params, video_sha256):
+        self.encodes += 1
+        count = len(frames)
+        half = max(1, count // 2)
+        times = [float(t) for t in frames.timestamps_s]
+        clips = [
+            ClipBudget(
+                0,
+                0.0,
+                times[half - 1],
+                list(range(half)),
+                0.8,
+                params.token_budget * 2 // 3,
+                params.token_budget // 2,
+                params.token_budget // 2,
+                "[clip 1] a cat",
+            ),
+            ClipBudget(
+                1,
+                times[half - 1],
+                frames.info.duration_s,
+                list(range(half, count)),
+                0.4,
+                params.token_budget // 3,
+                params.token_budget // 2,
+                params.token_budget // 3,
+                "[clip 2] same",
+            ),
+        ]
+        stats = TokenStats(
+            clips=clips,
+            global_budget=params.token_budget,
+            slow_tokens=9,
+            fast_tokens=3 * count,
+            per_frame_slow=[9] + [0] * (count - 1),
+            per_frame_fast=[3] * count,
+            native_tokens=100 * count,
+        )
+        return VisualContext(
+            self.name, video_sha256, params, [int(i) for i in frames.indices], times, frames.pixels, stats
+        )
+
+    def stream(self, context, history, question, params, want_attention=True):
+        self.calls.append({"context": context, "history": list(history), "question": question, "params": params})
+        words = ["A", " small", " cat", f" (seed {params.seed})."]
+        finished = False
+        try:
+            yield from words
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early += 1
+        attention = None
+        if context is not None:
+            count = context.num_frames
+            rows = np.full((len(words), count), 1.0 / count)
+            attention = Attention(
+                frame_weights=np.full(count, 1.0 / count),
+                tokens=[w.strip() for w in words],
+                token_frame_weights=rows,
+                spatial={0: np.eye(7)},
+            )
+        yield Answer(
+            text="".join(words),
+            attention=attention,
+            stats=context.stats if context else TokenStats(),
+            timings_s={"first_token": 0.01, "generate": 0.02},
+            new_tokens=len(words),
+        )
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeVideoLLM:
+    model = FakeVideoLLM()
+    monkeypatch.setattr(h, "load_model", lambda name: model)
+    return model
+
+
+@pytest.fixture
+def studio(tmp_path) -> h.Studio:
+    studio = h.Studio(data_dir=tmp_path / "data")
+    yield studio
+    studio.close()
+
+
+@pytest.fixture
+def clip(make_video) -> Path:
+    return make_video("clip.mp4", duration_s=2.0, fps=10)
+
+
+SETTINGS = h.Settings(num_frames=8, fps=0, token_budget=64)
+
+
+def ask(studio, session, question, settings=SETTINGS) -> list[dict]:
+    return list(h.chat(studio, session, question, settings))
+
+
+def wait_for(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def last_message(out: dict) -> dict:
+    return out["chatbot"][-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chat
+
+
+def test_text_only_turn_streams_the_answer_word_by_word(studio, fake):
+    session = Session()
+    outs = ask(studio, session, "Hello there?")
+    streamed = [
+        last_message(o)["content"] for o in outs if o.get("chatbot") and last_message(o)["role"] == "assistant"
+    ]
+    assert streamed[-1] == "A small cat (seed 0)."
+    assert any(text and text != streamed[-1] and streamed[-1].startswith(text) for text in streamed), streamed
+    assert fake.calls[-1]["context"] is None, "without a video the model must get no visual context"
+    assert outs[-1]["answer_stats"].count("text-only") == 1
+
+
+def test_loading_a_video_shows_timestamped_frames_and_per_clip_budgets(studio, fake, clip):
+    session = Session()
+    out = h.load_video(studio, session, str(clip), SETTINGS)
+    assert "warning" not in out
+    captions = [caption for _image, caption in out["frames"]]
+    assert len(captions) == 8 and all(caption.startswith("t = ") for caption in captions)
+    bars = out["budget_plot"].data[0]
+    assert len(bars.x) == 2, "one bar per clip"
+    assert "Now watching" in out["chatbot"][-1]["metadata"]["title"]
+    assert "8 frames sampled" in out["video_status"]
+
+
+def test_the_first_question_reuses_the_encoding_done_at_load_time(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    ask(studio, session, "What animal?")
+    ask(studio, session, "And then?")
+    assert fake.encodes == 1
+    assert fake.calls[-1]["history"] == [
+        {"role": "user", "content": "What animal?"},
+        {"role": "assistant", "content": "A small cat (seed 0)."},
+    ]
+
+
+def test_switching_videos_mid_chat_uses_the_new_clip_and_says_so(studio, fake, clip, make_video):
+    session = Session()
+    other = make_video("other.mp4", duration_s=3.0, fps=10, width=64, height=48)
+    h.load_video(studio, session, str(clip), SETTINGS)
+    ask(studio, session, "What animal?")
+    out = h.load_video(studio, session, str(other), SETTINGS)
+    assert "fresh conversation" in out["chatbot"][-1]["content"]
+    ask(studio, session, "What now?")
+    call = fake.calls[-1]
+    assert call["context"].video_sha256 == session.video.sha256 != fake.calls[0]["context"].video_sha256
+    assert call["history"] == [], "the old clip's turns must not leak into the new clip's conversation"
+    assert [t.question for t in session.turns] == ["What animal?", "What now?"], "earlier turns stay on screen"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "empty",
+        "truncated",
+        "truncated_data",
+        "not_a_video",
+        "still_image",
+        "audio_only",
+        "huge_dimensions",
+        "too_long",
+    ],
+)
+def test_bad_uploads_get_a_clear_message_and_the_chat_keeps_working(studio, fake, bad_videos, kind):
+    bad = bad_videos[kind]
+    session = Session()
+    out = h.load_video(studio, session, str(bad.path), SETTINGS)
+    assert bad.message.lower() in out["warning"].lower()
+    assert bad.message.lower() in out["chatbot"][-1]["content"].lower()
+    assert session.video is None
+    outs = ask(studio, session, "Still there?")
+    assert last_message(outs[-1])["content"] == "A small cat (seed 0)."
+
+
+def test_an_empty_question_is_refused_with_a_hint(studio, fake):
+    session = Session()
+    outs = ask(studio, session, "   ")
+    assert len(outs) == 1 and "Type a question" in outs[0]["warning"]
+    assert session.entries == [] and fake.calls == []
+
+
+@pytest.mark.parametrize(
+    "settings, phrase",
+    [
+        (h.Settings(num_frames=0), "number of frames"),
+        (h.Settings(temperature=9), "temperature"),
+        (h.Settings(max_new_tokens="lots"), "max new tokens"),
+        (h.Settings(model=UNAVAILABLE), "needs"),
+        (h.Settings(model="gpt-17"), "not a known model"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_message_not_a_traceback(studio, fake, clip, settings, phrase):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    outs = ask(studio, session, "What animal?", settings)
+    assert phrase in outs[-1]["warning"]
+    assert session.turns == []
+
+
+def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one(studio):
+    session = Session()
+    out = h.select_model(session, UNAVAILABLE)
+    assert "needs a GPU" in out["warning"] and out["model"]["value"] == DEFAULT_MODEL
+    assert session.model == DEFAULT_MODEL
+    labels = dict((name, label) for label, name in h.model_choices())
+    assert "unavailable here: needs a GPU and hub access" in labels[UNAVAILABLE]
+    assert labels[DEFAULT_MODEL] == DEFAULT_MODEL
+
+
+def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
+    session = Session()
+    stream = h.chat(studio, session, "Tell me", SETTINGS)
+    seen = ""
+    for out in stream:
+        seen = last_message(out)["content"]
+        if seen == "A small":
+            break
+    stream.close()  # what Gradio does when the person presses Stop
+    turn = session.turns[-1]
+    assert turn.status == "stopped" and turn.answer == "A small"
+    assert "(stopped)" in h.render_chat(session)[-1]["content"]
+    assert wait_for(lambda: fake.closed_early == 1), "the model's own stream must be closed, not left running"
+    out = h.rate_answer(studio, session, 1, "👎 bad", None, "cut short", "")
+    assert "Saved" in out["rating_status"]
+    assert studio.store.records()[0]["answer"] == "A small"
+
+
+def test_regenerate_answers_the_last_question_again_with_a_new_seed(studio, fake):
+    session = Session()
+    ask(studio, session, "Tell me")
+    outs = list(h.regenerate(studio, session, SETTINGS))
+    assert [t.question for t in session.turns] == ["Tell me"]
+    assert last_message(outs[-1])["content"] == "A small cat (seed 1)."
+
+
+def test_undo_removes_the_last_turn_and_gives_its_question_back(studio, fake):
+    session = Session()
+    ask(studio, session, "First?")
+    ask(studio, session, "Second?")
+    out = h.undo(studio, session)
+    assert out["question"] == "Second?"
+    assert [t.question for t in session.turns] == ["First?"]
+    assert "Nothing to undo" in h.undo(studio, Session())["warning"]
+
+
+def test_editing_the_last_question_answers_it_again_as_edited(studio, fake):
+    session = Session()
+    ask(studio, session, "First?")
+    ask(studio, session, "Secnod?")
+    index = len(h.render_chat(session)) - 2  # the last user message
+    outs = list(h.edit_message(studio, session, {"index": index, "value": "Second?"}, SETTINGS))
+    assert [t.question for t in session.turns] == ["First?", "Second?"]
+    assert fake.calls[-1]["question"] == "Second?"
+    assert last_message(outs[-1])["role"] == "assistant"
+    refused = list(h.edit_message(studio, session, {"index": 0, "value": "Changed"}, SETTINGS))
+    assert "Only the last question" in refused[0]["warning"]
+    assert [t.question for t in session.turns] == ["First?", "Second?"]
+
+
+def test_questions_and_answers_with_html_are_shown_as_text(studio, fake):
+    session = Session()
+    outs = ask(studio, session, HOSTILE)
+    user = outs[-1]["chatbot"][-2]["content"]
+    assert "<img" not in user and "<script" not in user
+    assert "&lt;img" in user
+    assert session.turns[-1].question == HOSTILE, "the stored question stays verbatim"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ratings
+
+
+def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    ask(studio, session, "What animal?")
+    answer_index = len(h.render_chat(session)) - 1
+    out = h.like(studio, session, {"index": answer_index, "value": "", "liked": True}, "", "session-abc")
+    assert "Saved 👍" in out["rating_status"]
+    [record] = studio.store.records()
+    assert record["thumbs"] == 1 and record["kind"] == "rating"
+    assert record["video_sha256"] == session.video.sha256
+    assert (studio.data_dir / record["video_path"]).is_file(), "the video is kept in the data dir"
+    turn = session.turns[-1]
+    assert record["frame_timestamps_s"] == pytest.approx(turn.frame_timestamps_s) and len(turn.frame_timestamps_s) == 8
+    assert record["encode_params"]["token_budget"] == 64
+    assert record["generation_params"]["temperature"] == 0.0
+    assert record["annotator"].startswith("session-")
+    # A second vote on the same clip reuses the kept copy instead of copying again.
+    h.like(studio, session, {"index": answer_index, "value": "", "liked": False}, "", "session-abc")
+    assert len(list((studio.data_dir / "videos").iterdir())) == 1
+
+
+def test_thumbs_on_a_note_or_a_question_are_not_recorded(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    ask(studio, session, "What animal?")
+    for index in (0, 1, 99, None):
+        out = h.like(studio, session, {"index": index, "value": "", "liked": True}, "", None)
+        assert "Only the model's answers" in out["warning"]
+    assert studio.store.counts()["total"] == 0
+
+
+def test_a_scored_rating_keeps_hostile_text_verbatim_but_shows_it_inert(studio, fake):
+    session = Session()
+    ask(studio, session, "Hi?")
+    out = h.rate_answer(studio, session, 1, "no thumbs", 4, HOSTILE, HOSTILE)
+    [record] = studio.store.records()
+    assert record["score"] == 4 and record["thumbs"] is None
+    assert record["reason"] == HOSTILE and record["annotator"] == HOSTILE
+    assert "<img" not in out["rating_status"] and "<script" not in out["rating_status"]
+    assert out["score"] is None and out["reason"] == "", "the panel resets for the next rating"
+
+
+def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake):
+    session = Session()
+    assert "no answer to rate" in h.rate_answer(studio, session, None, "👍 good", None, "", "")["warning"]
+    ask(studio, session, "Hi?")
+    out = h.rate_answer(studio, session, 1, "no thumbs", None, "", "")
+    assert "Not saved" in out["warning"]
+    assert studio.store.counts()["total"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A/B
+
+
+def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_them(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    outs = list(h.ab_run(studio, session, "What animal?", setups, SETTINGS))
+    final = outs[-1]
+    assert final["ab_votable"] is True
+    shown = json.dumps([o.get("ab_reveal", "") for o in outs]) + json.dumps([final["ab_chat_a"], final["ab_chat_b"]])
+    assert "temperature" not in shown and "setup 1" not in shown.lower(), "nothing may hint at which setup is which"
+    assert "Which answer is better" in final["ab_reveal"]
+
+    voted = h.ab_vote(studio, session, "b", "B is more precise", "ann", None)
+    assert "You judged: **B is better**" in voted["ab_reveal"]
+    assert "setup 1" in voted["ab_reveal"] and "setup 2" in voted["ab_reveal"]
+    assert voted["ab_votable"] is False
+    [record] = studio.store.records()
+    assert record["kind"] == "comparison" and record["choice"] == "b"
+    side_a, side_b = session.ab.sides
+    assert record["generation_params_a"]["temperature"] == side_a.generation_params["temperature"]
+    assert record["encode_params_b"]["token_budget"] == side_b.encode_params["token_budget"]
+    assert {record["encode_params_a"]["token_budget"], record["encode_params_b"]["token_budget"]} == {64, 32}
+    assert record["video_sha256"] == session.video.sha256
+    assert record["extra"]["setup_a"] == side_a.setup
+    assert "already judged" in h.ab_vote(studio, session, "a", "", "", None)["warning"]
+    assert studio.store.counts()["comparison"] == 1
+
+
+def test_voting_before_a_round_is_run_is_refused(studio):
+    assert "Run a comparison first" in h.ab_vote(studio, Session(), "a", "", "", None)["warning"]
+
+
+def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(studio, fake):
+    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(UNAVAILABLE, 0.0, 1.0, 64))
+    outs = list(h.ab_run(studio, Session(), "What?", setups, SETTINGS))
+    assert "needs a GPU" in outs[-1]["warning"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    ask(studio, session, "What animal?")
+    h.rate_answer(studio, session, 1, "👍 good", None, "", "")
+    h.rate_answer(studio, session, 1, "no thumbs", 3, "meh", "")  # a 3 carries no KTO label
+    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    for choice in ("a", "tie"):
+        list(h.ab_run(studio, session, "What animal?", setups, SETTINGS))
+        h.ab_vote(studio, session, choice, "", "", None)
+
+    out = h.export_data(studio, session)
+    for name in h.DOWNLOADS:
+        path = Path(out[name]["value"])
+        assert path.is_file() and path.is_relative_to(studio.data_dir), name
+    dpo = [json.loads(line) for line in Path(out["dl_dpo"]["value"]).read_text().splitlines()]
+    kto = [json.loads(line) for line in Path(out["dl_kto"]["value"]).read_text().splitlines()]
+    assert len(dpo) == 1 and dpo[0]["prompt"][-1]["content"] == "What animal?"
+    assert len(kto) == 1 and kto[0]["label"] is True and kto[0]["video"].startswith("videos/")
+    assert "**4** judgements" in out["export_counts"]
+    assert len(out["export_preview"]) == 4
+
+
+def test_push_without_an_export_says_what_to_do_first(studio):
+    assert "Export first" in h.push_export(studio, Session(), "user/repo")["hub_status"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention frame picker
+
+
+def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fake, clip):
+    session = Session()
+    h.load_video(studio, session, str(clip), SETTINGS)
+    outs = ask(studio, session, "What animal?")
+    assert outs[-1]["frame_slider"]["maximum"] == 8
+    with_map = h.show_frame(session, 1)
+    without = h.show_frame(session, 5)
+    assert "overlay" in with_map["overlay_caption"] and "t = " in with_map["overlay_caption"]
+    assert "no spatial map" in without["overlay_caption"]
+    view = session.view
+    plain_frame = h.frame_outputs(View(view.thumbnails, view.timestamps_s, view.stats), 1)["overlay"]
+    assert plain_frame.shape == with_map["overlay"].shape
+    assert not np.array_equal(plain_frame, with_map["overlay"]), "the map is blended onto the frame"
+    picked = h.frame_from_gallery(session, {"index": 4})
+    assert picked["frame_slider"]["value"] == 5 and picked["views_tab"] == "attention"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real embedded default
+
+
+@pytest.mark.slow
+def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
+    session = Session()
+    settings = h.Settings(num_frames=16, fps=2.0, token_budget=192, max_new_tokens=24)
+    out = h.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
+    assert "warning" not in out, out.get("warning")
+    outs = ask(studio, session, "What animal is in the video?", settings)
+    final = outs[-1]
+    assert "warning" not in final, final.get("warning")
+    answer = session.turns[-1].answer
+    assert "cat" in answer.lower(), answer
+    num_frames = len(session.turns[-1].frame_timestamps_s)
+    heatmap = final["heatmap"].data[0]
+    assert np.asarray(heatmap.z).shape[1] == num_frames, "one heatmap column per sampled frame"
+    assert len(final["budget_plot"].data[0].x) == len(session.view.stats.clips)
+    assert "frames from cache" in final["answer_stats"], "the clip was encoded once, at load time"
+    # A follow-up question sees the first turn.
+    ask(studio, session, "What colour are its eyes?", settings)
+    assert session.turns[-1].history[0]["content"] == "What animal is in the video?"
+
+
+def test_stream_answer_runs_the_model_in_one_thread_and_stops_it_when_closed():
+    import threading
+
+    threads = set()
+
+    class Recorder(FakeVideoLLM):
+        def stream(self, *args, **kwargs):
+            for item in super().stream(*args, **kwargs):
+                threads.add(threading.get_ident())
+                yield item
+
+    model = Recorder()
+    stream = h.stream_answer(model, None, [], "Hi", GenerationParams())
+    first = next(stream)
+    stream.close()
+    assert first == "A" and len(threads) == 1
+    assert wait_for(lambda: model.closed_early == 1), "the worker stops after the token at hand"
