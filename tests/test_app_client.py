@@ -139,7 +139,8 @@ def test_the_public_api_names_every_action(client):
     assert expected <= endpoints, expected - endpoints
 
 
-def test_a_chat_about_an_example_clip_through_every_chat_endpoint(client):
+def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served, client):
+    studio = served[1]
     loaded = load(client, CAT)
     assert "Now watching" in chat_text(loaded["chatbot"])
     assert "frames sampled" in loaded["video_status"]
@@ -182,6 +183,9 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(client):
     job.cancel()
     assert client.predict(api_name="/stop") in ((), None, [])  # the Stop button's own endpoint is a no-op
     time.sleep(0.5)
+    saved = rate(client, None, "👎 bad", None, "stopped early")
+    record = studio.store.get(next(r["id"] for r in studio.store.records() if r["reason"] == "stopped early"))
+    assert record["extra"]["status"] == "stopped" and 0 < len(record["answer"]) and "Saved" in saved["rating_status"]
     undone = named(client.predict(api_name="/undo"), ["chatbot", "question", "session", "rate_target"])
     assert undone["question"] == "Tell me a very long story about a dragon."
 
@@ -189,7 +193,7 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(client):
         client.predict(UNAVAILABLE, api_name="/select_model"),
         ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
     )
-    assert refused["model"] == DEFAULT_MODEL, "a model that cannot run here is not selected"
+    assert refused["model"]["value"] == DEFAULT_MODEL, "a model that cannot run here is not selected"
     accepted = named(
         client.predict(DEFAULT_MODEL, api_name="/select_model"),
         ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
