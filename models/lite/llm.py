@@ -8,6 +8,7 @@ the same model is loaded from the hub (`HuggingFaceTB/SmolLM2-135M-Instruct`) wh
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
@@ -83,11 +84,46 @@ def resolve_weights() -> tuple[str, str]:
     )
 
 
+class PrefixCache:
+    """Recent KV caches keyed by the token ids they hold; a new prompt reuses the longest shared prefix.
+
+    Every video prompt starts with the same system line and few-shot turns, and a follow-up question's prompt
+    starts with the previous prompt and answer, so most of a prefill is usually already computed.
+    """
+
+    def __init__(self, max_entries: int = 8):
+        self.max_entries = max_entries
+        self._entries: list[tuple[list[int], object]] = []  # most recent last
+
+    def lookup(self, prompt_ids: list[int]):
+        """(reused_length, a private copy of the cache cropped to it) or (0, None). Leaves >= 1 token to feed."""
+        best_len, best = 0, None
+        for ids, cache in self._entries:
+            shared = 0
+            for a, b in zip(ids, prompt_ids):
+                if a != b:
+                    break
+                shared += 1
+            if shared > best_len:
+                best_len, best = shared, cache
+        best_len = min(best_len, len(prompt_ids) - 1)
+        if best is None or best_len <= 0:
+            return 0, None
+        cache = copy.deepcopy(best)
+        cache.crop(-(cache.get_seq_length() - best_len))
+        return best_len, cache
+
+    def store(self, ids: list[int], cache) -> None:
+        self._entries = [entry for entry in self._entries if entry[0] != ids][-(self.max_entries - 1) :]
+        self._entries.append((list(ids), copy.deepcopy(cache)))
+
+
 @dataclass
 class Generated:
     ids: list[int]
     text: str
     prompt_len: int
+    reused_prefix: int  # prompt tokens whose KV came from the prefix cache
     first_token_s: float
     total_s: float
 
@@ -108,6 +144,7 @@ class SmolLM:
             if i is not None
         }
         self.lock = threading.RLock()  # one generation at a time per process; the app queues requests
+        self.prefix_cache = PrefixCache()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -127,8 +164,10 @@ class SmolLM:
         with self.lock:
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(params.seed)
-            cache = DynamicCache(config=self.model.config)
-            inputs = torch.tensor([prompt_ids])
+            reused, cache = self.prefix_cache.lookup(prompt_ids)
+            cache = cache if cache is not None else DynamicCache(config=self.model.config)
+            inputs = torch.tensor([prompt_ids[reused:]])
+            fed = list(prompt_ids)
             generated: list[int] = []
             emitted = ""
             first_token_s = 0.0
@@ -140,6 +179,7 @@ class SmolLM:
                 if token in self.stop_ids:
                     break
                 generated.append(token)
+                fed.append(token)
                 text = self.tokenizer.decode(generated, skip_special_tokens=True)
                 if not text.endswith("\ufffd"):  # hold back half a multi-byte character
                     yield text[len(emitted) :]
@@ -148,8 +188,10 @@ class SmolLM:
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if text != emitted:
                 yield text[len(emitted) :]
+            total_s = time.perf_counter() - started
+            self.prefix_cache.store(fed[: cache.get_seq_length()], cache)
             self._cache, self._cache_len = cache, len(prompt_ids)
-            yield Generated(generated, text.strip(), len(prompt_ids), first_token_s, time.perf_counter() - started)
+            yield Generated(generated, text.strip(), len(prompt_ids), reused, first_token_s, total_s)
 
     @torch.inference_mode()
     def answer_attention(self, prompt_ids: list[int], answer_ids: list[int]) -> torch.Tensor:

@@ -45,6 +45,7 @@ class LitePayload:
     clips: list[ClipBudget]
     evidence: FrameEvidence
     cams: dict[int, dict[int, np.ndarray]] = field(repr=False)
+    hints: dict[str, str | None] = field(default_factory=dict)  # question -> "Most relevant" line
 
 
 def thumbnails(pixels: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> np.ndarray:
@@ -110,8 +111,10 @@ class LiteVideoLLM:
         want_attention: bool = True,
     ) -> Iterator[str | Answer]:
         payload: LitePayload | None = context.payload if context is not None else None
-        relevant = self.matcher.most_relevant(question, [c.text for c in payload.clips if c.text]) if payload else None
-        messages = build_messages(payload.timeline if payload else None, history, question, relevant)
+        if payload is None:
+            messages = build_messages(None, history, question)
+        else:
+            messages = build_messages(payload.timeline, history, question, lambda q: self._hint(payload, q))
         prompt = self.llm.render(messages)
         prompt_ids, offsets = self.llm.encode_with_offsets(prompt)
         generated: Generated | None = None
@@ -122,6 +125,7 @@ class LiteVideoLLM:
                 yield item
         assert generated is not None
         timings = {"first_token": generated.first_token_s, "generate": generated.total_s}
+        timings["reused_prompt_tokens"] = float(generated.reused_prefix)
         attention = None
         if payload is not None and want_attention and generated.ids:
             started = time.perf_counter()
@@ -135,6 +139,13 @@ class LiteVideoLLM:
             prompt_tokens=len(prompt_ids),
             new_tokens=len(generated.ids),
         )
+
+    def _hint(self, payload: LitePayload, question: str) -> str | None:
+        """The "Most relevant" clip line for a question, memoised per video so a turn renders the same every time."""
+        if question not in payload.hints:
+            lines = [clip.text for clip in payload.clips if clip.text]
+            payload.hints[question] = self.matcher.most_relevant(question, lines)
+        return payload.hints[question]
 
     def _attention(
         self,

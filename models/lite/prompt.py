@@ -6,6 +6,8 @@ question/answer turns over toy timelines, so the model learns to answer briefly 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from models.base import ClipBudget
 
 SYSTEM = (
@@ -50,21 +52,24 @@ def few_shot_messages() -> list[dict[str, str]]:
 
 
 def build_messages(
-    timeline: str | None, history: list[dict[str, str]], question: str, relevant: str | None = None
+    timeline: str | None,
+    history: list[dict[str, str]],
+    question: str,
+    hint_for: Callable[[str], str | None] = lambda question: None,
 ) -> list[dict[str, str]]:
     """The whole chat: system, few-shot, then the real turns with the timeline in the first real user turn.
 
-    Earlier user turns are rewritten in the same "Question:" form; `relevant` is the hint for the new question.
+    Every user turn is written as it was when first asked (same "Most relevant" hint from `hint_for`), so a
+    follow-up's prompt starts with the previous prompt token for token and its KV cache can be reused.
     """
     if timeline is None:
         return [{"role": "system", "content": TEXT_ONLY_SYSTEM}, *history, {"role": "user", "content": question}]
     turns = []
     for index, turn in enumerate(history):
         if turn["role"] == "user":
-            turns.append(
-                {"role": "user", "content": user_turn(turn["content"], None, timeline if index == 0 else None)}
-            )
+            content = user_turn(turn["content"], hint_for(turn["content"]), timeline if index == 0 else None)
+            turns.append({"role": "user", "content": content})
         else:
             turns.append({"role": turn["role"], "content": turn["content"]})
-    turns.append({"role": "user", "content": user_turn(question, relevant, None if history else timeline)})
+    turns.append({"role": "user", "content": user_turn(question, hint_for(question), None if history else timeline)})
     return [{"role": "system", "content": SYSTEM}, *few_shot_messages(), *turns]

@@ -187,6 +187,9 @@ class OnlineSession(ABC):
         self._asked = 0
         self.position_s: float | None = None  # video time of the last frame fed
         self.frames_seen = 0
+        # Seconds per frame of the fast path (its share of the batch's encoding + its scoring), latest last.
+        self.fast_path_s: deque[float] = deque(maxlen=64)
+        self._encode_s_per_frame = 0.0
         self.lock = threading.RLock()
 
     # -- threshold
@@ -255,21 +258,25 @@ class OnlineSession(ABC):
             return iter(())
         with self.lock:
             self._check_times(times)
+            started = time.perf_counter()
             encoded = self._encode(pixels, np.asarray(times))
+            self._encode_s_per_frame = (time.perf_counter() - started) / len(times)
         return self.feed_encoded(encoded, times)
 
     def feed_encoded(self, encoded: Sequence[Any], times_s: Sequence[float]) -> Iterator[OnlineEvent]:
         """Frames already passed through `_encode` (a replay may cache them): the sequential half of the loop."""
         with self.lock:
+            if len(encoded) != len(times_s):
+                raise ValueError(f"{len(encoded)} encoded frames but {len(times_s)} timestamps")
             self._check_times(list(times_s))
-            for item, time_s in zip(encoded, times_s, strict=True):
+            for item, time_s in zip(encoded, times_s, strict=True):  # strict: one encoded item per frame
                 started = time.perf_counter()
                 score = float(self._score(item, float(time_s)))
                 self.position_s = float(time_s)
                 self.frames_seen += 1
                 decision = FrameDecision(float(time_s), score, self._threshold, responds(score, self._threshold))
                 self.decisions.append(decision)
-                self._last_fast_path_s = time.perf_counter() - started
+                self.fast_path_s.append(self._encode_s_per_frame + time.perf_counter() - started)
                 yield decision
                 yield from self._answer_until(float(time_s))
                 if decision.respond:

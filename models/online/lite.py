@@ -482,5 +482,7 @@ def load_online(name: str = "slowfast-lite") -> LiteOnlineModel:
             model = load_model(name)
             if not isinstance(model, LiteVideoLLM):
                 raise TypeError(f"{name} is not the embedded default; it has no online mode yet")
-            _loaded[name] = LiteOnlineModel(model)
+            online = LiteOnlineModel(model)
+            online.encode(np.zeros((1, 224, 224, 3), dtype=np.uint8))  # first forwards are slow: pay that now
+            _loaded[name] = online
         return _loaded[name]
