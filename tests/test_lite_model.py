@@ -85,6 +85,8 @@ def test_the_cat_clip_answer_names_a_cat_and_a_follow_up_does_not_re_encode(mode
     follow_up = collect(model.stream(again, history, "Is there a cut?", GREEDY))
     assert again is context and model.expert.frames_processed == frames_seen and ENCODE_CACHE.misses == misses
     assert follow_up.text
+    # the follow-up's prompt starts with the first turn's prompt and answer: their KV cache is reused, not recomputed
+    assert follow_up.timings_s["reused_prompt_tokens"] >= answer.prompt_tokens
 
 
 def test_attention_is_a_distribution_over_frames_that_follows_the_named_object(model):
