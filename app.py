@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_preload:
         preload()
     log.info("data directory: %s", studio.data_dir)
-    demo.launch(
-        server_name=args.host, server_port=args.port, share=False, **launch_kwargs(studio)
-    )
+    demo.launch(server_name=args.host, server_port=args.port, share=False, **launch_kwargs(studio))
 
 
 if __name__ == "__main__":

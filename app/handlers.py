@@ -268,7 +268,12 @@ def _messages_with_owners(session: Session) -> list[tuple[dict[str, Any], tuple[
 def _pending_title(turn: Turn) -> str:
     if turn.video is None:
         return "⏳ Thinking…"
-    return f"⏳ Sampling and encoding frames of {turn.video.name}…"
+    return f"⏳ Looking at the frames of {_title_text(turn.video.name)}…"
+
+
+def _title_text(text: str) -> str:
+    """Text for a message title, which the Chatbot may render as HTML: markup characters dropped."""
+    return re.sub(r"[<>&\"'`]", "", _short(text, 60))
 
 
 def message_owner(session: Session, index: Any) -> tuple[str, Turn | Note] | None:
@@ -1197,13 +1202,14 @@ def refresh_export(studio: Studio) -> dict[str, Any]:
     return {"export_counts": counts_markdown(studio), "export_preview": preview_dataframe(studio.store)}
 
 
+# Download buttons: output name -> (ExportResult.files key, button label).
 DOWNLOADS = {
-    "dl_jsonl": ("jsonl", "records.jsonl"),
-    "dl_csv": ("csv", "records.csv"),
-    "dl_parquet": ("parquet", "records.parquet"),
-    "dl_datasets": ("datasets_zip", "HF datasets folder (zip)"),
-    "dl_dpo": ("dpo_jsonl", "DPO (jsonl)"),
-    "dl_kto": ("kto_jsonl", "KTO (jsonl)"),
+    "dl_jsonl": ("jsonl", "JSONL"),
+    "dl_csv": ("csv", "CSV"),
+    "dl_parquet": ("parquet", "Parquet"),
+    "dl_datasets": ("datasets_zip", "HF datasets (zip)"),
+    "dl_dpo": ("dpo_jsonl", "DPO pairs"),
+    "dl_kto": ("kto_jsonl", "KTO rows"),
 }
 
 
@@ -1224,9 +1230,9 @@ def export_data(studio: Studio, session: Session) -> dict[str, Any]:
     out: dict[str, Any] = {
         "export_status": (
             f"✅ Exported {counts['total']} judgements ({counts['dpo_pairs']} DPO pairs, {counts['kto_rows']} KTO "
-            f"rows) to `{plain(result.directory.name)}`. Download below; the zip holds every file and the videos."
+            f"rows) to `{result.directory.name}`. Download below; the zip holds every file and the videos."
         ),
-        "export_files": result.download_paths() + ([str(result.files["datasets_zip"])] if dataset_dir else []),
+        "export_files": result.download_paths(),
         "session": session,
         "export_dir": str(result.directory),
         **refresh_export(studio),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -64,8 +65,8 @@ CHAT_ELEM_ID = "live-chat"
 TICK_S = 0.5
 MAX_LIVE_STREAMS = 16  # viewers with a live session at once; the oldest idle one is closed beyond that
 MAX_MESSAGES = 200  # chat entries kept per viewer
-MAX_FRAMES_PER_TICK = 8  # more than this behind: jump to the playback position instead of catching up
-JUMP_AHEAD_S = 3.0  # a forward seek larger than this restarts the context instead of ingesting the gap
+MAX_BACKLOG_FRAMES = 60  # more than this behind (30 s at 2 fps): jump to the playhead instead of catching up
+JUMP_AHEAD_S = 1.5  # the player ran this much further than the wall clock since the last tick: a seek forward
 REWIND_SLACK_S = 0.75  # currentTime this far behind the last ingested frame counts as a seek backwards
 MAX_REPLAY_S = float(os.environ.get("STUDIO_LIVE_MAX_REPLAY_SECONDS", 20 * 60))
 REMARK_COLOR = "#e8590c"
@@ -111,14 +112,21 @@ class LiveStream:
     reader: StreamReader
     entries: list[ChatEntry] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    playhead_s: float = 0.0
+    playhead_s: float = 0.0  # the player's time at the last tick
+    playhead_wall_s: float | None = None  # perf_counter() at the last tick (None before the first)
+    paused: bool = True
     ingested_until_s: float | None = None  # grid frames after this time are still to be fed (None: from the start)
-    fast_path_s: list[float] = field(default_factory=list)  # recent per-frame fast-path costs (for the status)
     plotted_at_s: float = -1.0  # playhead when the timeline was last drawn
 
     @property
     def duration_s(self) -> float:
         return self.reader.info.duration_s
+
+    def estimated_playhead(self) -> float:
+        """Where the player is now: the last reported time, plus the wall time since while it plays."""
+        if self.paused or self.playhead_wall_s is None:
+            return self.playhead_s
+        return min(self.duration_s, self.playhead_s + time.perf_counter() - self.playhead_wall_s)
 
     def close(self) -> None:
         self.session.close()
@@ -230,14 +238,14 @@ def timeline_figure(
         height=210,
         margin={"l": 40, "r": 10, "t": 10, "b": 30},
         xaxis={"range": [0, max(duration_s, 1.0)], "title": {"text": "video time (s)", "standoff": 4}},
-        yaxis={"range": [0, 1.05], "title": {"text": "score"}},
+        yaxis={"range": [0, 1.12], "title": {"text": "score"}},
         legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right", "font": {"size": 10}},
         showlegend=bool(remarks),
     )
     if not decisions:
         figure.add_annotation(
             x=0.5,
-            y=0.5,
+            y=0.25,
             xref="paper",
             yref="paper",
             text="Press play: remarks appear here as the video runs",
@@ -300,7 +308,9 @@ class LiveController:
             raise gr.Error(str(error)) from error
         model = self.get_model()
         session = model.start_session(OnlineParams(threshold=check_threshold(threshold), fps=DEFAULT_FPS))
-        self.registry.put(key, LiveStream(path=str(video), model=model, session=session, reader=reader))
+        stream = LiveStream(path=str(video), model=model, session=session, reader=reader)
+        session.playhead = stream.estimated_playhead
+        self.registry.put(key, stream)
         info = reader.info
         status = (
             f"Ready: {info.duration_s:.1f} s at {info.fps:.0f} fps. Press play; the assistant looks at "
@@ -316,8 +326,37 @@ class LiveController:
 
     # -- ticking
 
+    @staticmethod
+    def _in_one_thread(updates: Iterator[Any]) -> Iterator[Any]:
+        """Run a handler's generator to the end on one worker thread and pass its updates on.
+
+        Gradio may resume a sync generator on a different pool thread at every step, but the generators below hold
+        locks across their yields (the stream's, the session's, SmolLM's): a lock taken on one thread and released
+        on another fails, or blocks the next step forever. Here the locks are taken and released on one thread.
+        """
+        items: queue.Queue = queue.Queue()
+        done = object()
+
+        def run() -> None:
+            try:
+                for item in updates:
+                    items.put(item)
+            except BaseException as error:  # handed to the caller's thread and raised there
+                items.put(_Failure(error))
+            finally:
+                items.put(done)
+
+        threading.Thread(target=run, name="live-handler", daemon=True).start()
+        while (item := items.get()) is not done:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
     def tick(self, key: str | None, time_s: float | None, threshold: float) -> Iterator[tuple[Any, Any, Any]]:
         """Ingest every grid frame up to the player's time; yields (messages, timeline, status) as they change."""
+        yield from self._in_one_thread(self._tick(key, time_s, threshold))
+
+    def _tick(self, key: str | None, time_s: float | None, threshold: float) -> Iterator[tuple[Any, Any, Any]]:
         stream = self.registry.get(key)
         if stream is None:
             yield gr.skip(), gr.skip(), gr.skip()
@@ -325,8 +364,8 @@ class LiveController:
         with stream.lock:
             stream.session.threshold = check_threshold(threshold)
             now = min(max(0.0, float(time_s or 0.0)), stream.duration_s)
-            stream.playhead_s = now
             note = self._handle_seek(stream, now)
+            stream.playhead_s, stream.playhead_wall_s = now, time.perf_counter()
             if note:
                 stream.add(ChatEntry("assistant", note))
             changed = bool(note)
@@ -334,12 +373,11 @@ class LiveController:
             if len(targets):
                 pixels, frame_times = stream.reader.read(targets)
                 stream.ingested_until_s = float(targets[-1])
-                started = time.perf_counter()
                 events = stream.session.feed_many(pixels, frame_times)
-                for update in self._drain(stream, events, started, len(targets)):
+                for update in self._drain(stream, events):
                     changed = True
                     yield update
-            for update in self._drain(stream, stream.session.answer_due(now), None, 0):
+            for update in self._drain(stream, stream.session.answer_due(now)):
                 changed = True
                 yield update
             redraw = changed or abs(now - stream.plotted_at_s) >= 2.0
@@ -350,35 +388,47 @@ class LiveController:
             )
 
     def _handle_seek(self, stream: LiveStream, now: float) -> str:
-        """A seek backwards rewinds the session; a jump ahead restarts its context at the playhead."""
+        """A seek backwards rewinds the session; a seek forward (the player ran ahead of the wall clock) restarts
+        its context at the playhead. Falling behind while playing is not a seek: those frames are still ingested
+        (the fast path is cheap; late remarks are written without the LLM), up to MAX_BACKLOG_FRAMES."""
         position = stream.ingested_until_s
-        if position is None:
-            return ""
-        if now < position - REWIND_SLACK_S:
-            stream.session.rewind(now)
+        if position is not None and now < position - REWIND_SLACK_S:
             note = f"⏪ *Rewound to {video_time_label(now)}: the commentary restarts from there.*"
-        elif now - position > JUMP_AHEAD_S or len(stream.reader.grid_between(position, now)) > MAX_FRAMES_PER_TICK:
-            stream.session.rewind(now)
-            note = f"⏩ *Jumped to {video_time_label(now)}.*"
         else:
-            return ""
-        # Start again with the frame on screen now: the grid frame just before the playhead.
-        earlier = stream.reader.grid_between(None, now - 1e-3)
-        stream.ingested_until_s = float(earlier[-2]) if len(earlier) >= 2 else None
+            ran = now - stream.playhead_s
+            allowed = JUMP_AHEAD_S
+            if stream.playhead_wall_s is not None and not stream.paused:
+                allowed += time.perf_counter() - stream.playhead_wall_s
+            if ran <= allowed and len(stream.reader.grid_between(position, now)) <= MAX_BACKLOG_FRAMES:
+                return ""
+            note = f"⏩ *Jumped to {video_time_label(now)}.*"
+        # Start again with the frame on screen now (the last grid frame before the playhead), forgetting it and
+        # everything after it, so the timeline never shows a remark twice.
+        shown = stream.reader.grid_between(None, now)
+        restart = float(shown[-1]) if len(shown) else 0.0
+        stream.session.rewind(restart)
+        stream.ingested_until_s = float(shown[-2]) if len(shown) >= 2 else None
         return note
 
-    def _drain(
-        self, stream: LiveStream, events: Iterator[Any], started: float | None, frames: int
-    ) -> Iterator[tuple[Any, Any, Any]]:
+    def play(self, key: str | None) -> gr.Timer:
+        stream = self.registry.get(key)
+        if stream is not None:
+            with stream.lock:
+                stream.paused = False
+                stream.playhead_wall_s = time.perf_counter() if stream.playhead_wall_s is not None else None
+        return gr.Timer(active=True)
+
+    def pause(self, key: str | None) -> gr.Timer:
+        stream = self.registry.get(key)
+        if stream is not None:
+            stream.paused = True
+        return gr.Timer(active=False)
+
+    def _drain(self, stream: LiveStream, events: Iterator[Any]) -> Iterator[tuple[Any, Any, Any]]:
         """Turn session events into chat entries, yielding while a remark or answer streams in."""
         current: ChatEntry | None = None
         last_yield = 0.0
-        fast_done = started is None
         for event in events:
-            if not fast_done and not isinstance(event, FrameDecision):
-                # Everything before the first slow-path event is the fast path of this batch (decoding excluded).
-                fast_done = True
-                stream.fast_path_s.append((time.perf_counter() - started) / max(1, frames))
             if isinstance(event, FrameDecision):
                 continue
             if isinstance(event, AnswerStart):
@@ -399,9 +449,6 @@ class LiveController:
                 current.content = remark_message(event)
                 current = None
                 yield stream.messages(), self._figure(stream), self._status(stream)
-        if not fast_done and frames:
-            stream.fast_path_s.append((time.perf_counter() - started) / frames)
-        del stream.fast_path_s[:-20]
 
     @staticmethod
     def _placeholder(stream: LiveStream, question_id: int) -> ChatEntry:
@@ -426,8 +473,9 @@ class LiveController:
         last = session.decisions[-1] if session.decisions else None
         parts = [f"▶ {video_time_label(stream.playhead_s)} / {video_time_label(stream.duration_s)}"]
         parts.append(f"{session.frames_seen} frames ingested")
-        if stream.fast_path_s:
-            cost = sum(stream.fast_path_s) / len(stream.fast_path_s)
+        recent = list(session.fast_path_s)[-20:]
+        if recent:
+            cost = sorted(recent)[len(recent) // 2]  # the median: one slow first call should not dominate
             parts.append(
                 f"fast path {cost * 1000:.0f} ms/frame ({cost / (1 / stream.reader.fps):.0%} of the interval)"
             )
@@ -441,6 +489,13 @@ class LiveController:
 
     # -- controls
 
+    def clear_chat(self, key: str | None) -> None:
+        """The chat's clear button: forget the shown entries too, so ratings keep pointing at the right remark."""
+        stream = self.registry.get(key)
+        if stream is not None:
+            with stream.lock:
+                stream.entries.clear()
+
     def set_threshold(self, key: str | None, threshold: float) -> Any:
         stream = self.registry.get(key)
         if stream is None:
@@ -453,6 +508,11 @@ class LiveController:
         self, key: str | None, question: str, time_s: float | None, threshold: float
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
         """Queue a question at the player's time; answer it now if the stream already reached that point."""
+        yield from self._in_one_thread(self._ask(key, question, time_s, threshold))
+
+    def _ask(
+        self, key: str | None, question: str, time_s: float | None, threshold: float
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
         stream = self._stream(key)
         text = (question or "").strip()
         if not text:
@@ -467,7 +527,7 @@ class LiveController:
             waiting = f"⏳ *Waiting for the video to reach {video_time_label(now)}…*"
             stream.add(ChatEntry("assistant", waiting, question_id=question_id))
             yield stream.messages(), "", gr.skip(), gr.skip()
-        for messages, figure, status in self.tick(key, now, threshold):
+        for messages, figure, status in self._tick(key, now, threshold):
             yield messages, gr.skip(), figure, status
 
     def rate(self, key: str | None, liked: Any, index: Any, annotator: str | None, session_hash: str | None) -> str:
@@ -522,6 +582,11 @@ class LiveController:
 
     def replay(self, video: str | None, threshold: float = DEFAULT_THRESHOLD, fps: float = DEFAULT_FPS) -> list[dict]:
         return live_replay(video, threshold, fps, model=self.get_model())
+
+
+@dataclass
+class _Failure:
+    error: BaseException
 
 
 def live_replay(
@@ -610,7 +675,11 @@ def build_live_tab(
             )
         with gr.Column(scale=2):
             chat = gr.Chatbot(
-                label="Live remarks", elem_id=CHAT_ELEM_ID, height=420, feedback_options=("Like", "Dislike")
+                label="Live remarks",
+                elem_id=CHAT_ELEM_ID,
+                height=420,
+                feedback_options=("Like", "Dislike"),
+                group_consecutive_messages=False,  # each remark is rated on its own
             )
             with gr.Row():
                 question = gr.Textbox(
@@ -638,13 +707,14 @@ def build_live_tab(
     def rate_without_name(key_value: str, data: gr.LikeData, request: gr.Request) -> str:
         return rate(key_value, None, data, request)
 
-    example.change(lambda path: path, [example], [video], api_name="live_example", **model_group)
-    video.change(
+    example.change(lambda path: path, [example], [video], api_name="live_example")
+    # Stop the clock first: a play pressed while the new video loads must not be undone when loading finishes.
+    video.change(lambda: gr.Timer(active=False), None, [timer], api_name="live_stop_clock").then(
         controller.load, [video, threshold, key], [key, chat, timeline, status], api_name="live_load", **model_group
-    ).then(lambda: gr.Timer(active=False), None, [timer], api_name="live_stop_clock")
-    video.play(lambda: gr.Timer(active=True), None, [timer], api_name="live_play")
+    )
+    video.play(controller.play, [key], [timer], api_name="live_play")
     for event, name in ((video.pause, "live_pause"), (video.end, "live_end")):
-        event(lambda: gr.Timer(active=False), None, [timer], api_name=name).then(
+        event(controller.pause, [key], [timer], api_name=name).then(
             controller.tick,
             [key, clock, threshold],
             [chat, timeline, status],
@@ -671,6 +741,7 @@ def build_live_tab(
             api_name=name,
             **model_group,
         )
+    chat.clear(controller.clear_chat, [key], None, api_name="live_clear")
     if annotator is not None:
         chat.like(rate, [key, annotator], [status], api_name="live_rate")
     else:

@@ -11,6 +11,7 @@ keyed by output names; `_outputs` turns them into component updates and shows th
 from __future__ import annotations
 
 import functools
+import html
 import importlib.util
 import inspect
 import logging
@@ -72,10 +73,11 @@ def launch_kwargs(studio: h.Studio) -> dict[str, Any]:
 
 def _outputs(names: list[str], comps: dict[str, Any], out: dict[str, Any]) -> dict[Any, Any]:
     """A handler's named outputs as {component: update}, limited to this event's outputs; toasts shown."""
+    # Toasts render HTML, and messages can quote a file name or text a person typed.
     if out.get("warning"):
-        gr.Warning(out["warning"], duration=8)
+        gr.Warning(html.escape(out["warning"]), duration=8)
     if out.get("info"):
-        gr.Info(out["info"], duration=3)
+        gr.Info(html.escape(out["info"]), duration=3)
     updates: dict[Any, Any] = {}
     for name in names:
         if name not in out:
@@ -211,6 +213,7 @@ def build_demo(studio: h.Studio | None = None) -> gr.Blocks:
                             height=430,
                             editable="user",
                             allow_tags=False,
+                            group_consecutive_messages=False,  # a note and an answer are separate bubbles
                             buttons=["copy", "copy_all"],
                             placeholder="**Load a video** (upload, or click an example above), then ask about it. "
                             "Without a video, questions are answered as text.",
@@ -367,10 +370,20 @@ def build_demo(studio: h.Studio | None = None) -> gr.Blocks:
                                 setup_fields += fields
                 with gr.Row(equal_height=True):
                     comps["ab_chat_a"] = gr.Chatbot(
-                        label="Answer A", height=260, allow_tags=False, feedback_options=None, elem_id="ab-chat-a"
+                        label="Answer A",
+                        height=260,
+                        allow_tags=False,
+                        feedback_options=None,
+                        buttons=["copy"],
+                        elem_id="ab-chat-a",
                     )
                     comps["ab_chat_b"] = gr.Chatbot(
-                        label="Answer B", height=260, allow_tags=False, feedback_options=None, elem_id="ab-chat-b"
+                        label="Answer B",
+                        height=260,
+                        allow_tags=False,
+                        feedback_options=None,
+                        buttons=["copy"],
+                        elem_id="ab-chat-b",
                     )
                 with gr.Row():
                     vote_buttons = [
@@ -556,6 +569,7 @@ def _wire(
         chat_outputs,
         api_name="chat",
         show_progress="minimal",
+        show_progress_on=[c["chatbot"]],
         **MODEL_GROUP,
     )
 
@@ -579,6 +593,7 @@ def _wire(
             api_name="ask_suggestion",
             api_visibility="undocumented",
             show_progress="minimal",
+            show_progress_on=[c["chatbot"]],
             **MODEL_GROUP,
         )
     )
@@ -591,7 +606,13 @@ def _wire(
 
     regen_inputs = [c["session"], *settings_in]
     regen_event = regenerate.click(
-        on_regenerate, regen_inputs, chat_outputs, api_name="regenerate", show_progress="minimal", **MODEL_GROUP
+        on_regenerate,
+        regen_inputs,
+        chat_outputs,
+        api_name="regenerate",
+        show_progress="minimal",
+        show_progress_on=[c["chatbot"]],
+        **MODEL_GROUP,
     )
     retry_event = c["chatbot"].retry(
         on_regenerate,
@@ -600,6 +621,7 @@ def _wire(
         api_name="chatbot_retry",
         api_visibility="undocumented",
         show_progress="minimal",
+        show_progress_on=[c["chatbot"]],
         **MODEL_GROUP,
     )
 
@@ -626,6 +648,7 @@ def _wire(
         api_name="edit_message",
         api_visibility="undocumented",
         show_progress="minimal",
+        show_progress_on=[c["chatbot"]],
         **MODEL_GROUP,
     )
 
@@ -754,6 +777,7 @@ def _wire(
         _components(AB_OUTPUTS, c),
         api_name="ab_run",
         show_progress="minimal",
+        show_progress_on=[c["ab_chat_a"], c["ab_chat_b"]],
         **MODEL_GROUP,
     )
     ab_stop.click(

@@ -468,7 +468,6 @@ def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fak
 # The real embedded default
 
 
-@pytest.mark.slow
 def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
     session = Session()
     settings = h.Settings(num_frames=16, fps=2.0, token_budget=192, max_new_tokens=24)

@@ -13,12 +13,13 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -126,6 +127,7 @@ class Generated:
     reused_prefix: int  # prompt tokens whose KV came from the prefix cache
     first_token_s: float
     total_s: float
+    cache: object = field(default=None, repr=False)  # the KV cache after generation, for `answer_attention`
 
 
 class SmolLM:
@@ -156,57 +158,93 @@ class SmolLM:
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
 
-    @torch.inference_mode()
     def stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[str | Generated]:
-        """Yield text deltas as tokens arrive, then a `Generated` summary (holding the KV cache in `self._cache`)."""
+        """Yield text deltas as tokens arrive, then a `Generated` summary (carrying the KV cache).
+
+        Generation runs in a worker thread that holds the model lock for the whole answer, so the lock never spans
+        a `yield` (Gradio resumes generators on any pool thread) and closing this generator (Stop) ends the
+        worker at the next token.
+        """
+        chunks: queue.Queue = queue.Queue(maxsize=4)
+        cancelled = threading.Event()
+
+        def put(item) -> None:
+            while not cancelled.is_set():
+                try:
+                    chunks.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def work() -> None:
+            try:
+                with self.lock:
+                    self._generate(prompt_ids, params, put, cancelled)
+            except BaseException as error:  # re-raised in the consumer's thread
+                put(error)
+
+        worker = threading.Thread(target=work, name="smollm-generate", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = chunks.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Generated):
+                    return
+        finally:
+            cancelled.set()
+
+    @torch.inference_mode()
+    def _generate(self, prompt_ids: list[int], params: GenerationParams, put, cancelled: threading.Event) -> None:
         from transformers import DynamicCache
 
-        with self.lock:
-            started = time.perf_counter()
-            generator = torch.Generator().manual_seed(params.seed)
-            reused, cache = self.prefix_cache.lookup(prompt_ids)
-            cache = cache if cache is not None else DynamicCache(config=self.model.config)
-            inputs = torch.tensor([prompt_ids[reused:]])
-            fed = list(prompt_ids)
-            generated: list[int] = []
-            emitted = ""
-            first_token_s = 0.0
-            for _ in range(max(1, params.max_new_tokens)):
-                logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
-                token = sample_token(logits, params, generator, generated)
-                if not generated:
-                    first_token_s = time.perf_counter() - started
-                if token in self.stop_ids:
-                    break
-                generated.append(token)
-                fed.append(token)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                if not text.endswith("\ufffd"):  # hold back half a multi-byte character
-                    yield text[len(emitted) :]
-                    emitted = text
-                inputs = torch.tensor([[token]])
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(params.seed)
+        reused, cache = self.prefix_cache.lookup(prompt_ids)
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        inputs = torch.tensor([prompt_ids[reused:]])
+        fed = list(prompt_ids)
+        generated: list[int] = []
+        emitted = ""
+        first_token_s = 0.0
+        for _ in range(max(1, params.max_new_tokens)):
+            if cancelled.is_set():
+                return
+            logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
+            token = sample_token(logits, params, generator, generated)
+            if not generated:
+                first_token_s = time.perf_counter() - started
+            if token in self.stop_ids:
+                break
+            generated.append(token)
+            fed.append(token)
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if text != emitted:
-                yield text[len(emitted) :]
-            total_s = time.perf_counter() - started
-            self.prefix_cache.store(fed[: cache.get_seq_length()], cache)
-            self._cache, self._cache_len = cache, len(prompt_ids)
-            yield Generated(generated, text.strip(), len(prompt_ids), reused, first_token_s, total_s)
+            if not text.endswith("\ufffd"):  # hold back half a multi-byte character
+                put(text[len(emitted) :])
+                emitted = text
+            inputs = torch.tensor([[token]])
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        if text != emitted:
+            put(text[len(emitted) :])
+        total_s = time.perf_counter() - started
+        self.prefix_cache.store(fed[: cache.get_seq_length()], cache)
+        put(Generated(generated, text.strip(), len(prompt_ids), reused, first_token_s, total_s, cache))
 
     @torch.inference_mode()
-    def answer_attention(self, prompt_ids: list[int], answer_ids: list[int]) -> torch.Tensor:
+    def answer_attention(self, generated: Generated, prompt_ids: list[int]) -> torch.Tensor:
         """Attention of each answer token's *producing* query over all prompt positions: (n_answer, prompt_len).
 
         Row j is the query that emitted answer token j (the last prompt token for j = 0), averaged over heads and
-        over the upper half of the layers, where attention is most semantic. Uses eager attention on the answer rows
-        only, reusing the prompt's KV cache from generation.
+        over the upper half of the layers, where attention is most semantic. Uses eager attention on the answer
+        rows only, reusing the prompt's KV cache from generation (which this consumes).
         """
-        if not answer_ids:
+        answer_ids, cache = generated.ids, generated.cache
+        if not answer_ids or cache is None:
             return torch.zeros(0, len(prompt_ids))
+        generated.cache = None
         with self.lock:
-            cache = getattr(self, "_cache", None)
-            if cache is None or self._cache_len != len(prompt_ids):
-                raise RuntimeError("answer_attention must follow the stream() call of the same prompt")
             cache.crop(-(cache.get_seq_length() - (len(prompt_ids) - 1)))  # keep the prompt minus its last token
             queries = torch.tensor([[prompt_ids[-1], *answer_ids[:-1]]])
             layers = self.model.model.layers
@@ -224,7 +262,6 @@ class SmolLM:
                 self.model.set_attn_implementation("sdpa")
                 for hook in hooks:
                     hook.remove()
-                self._cache = None
             return torch.stack(rows).mean(dim=0)
 
 

@@ -155,7 +155,7 @@ class LiteVideoLLM:
         offsets: list[tuple[int, int]],
         generated: Generated,
     ) -> Attention:
-        rows = self.llm.answer_attention(prompt_ids, generated.ids).numpy()  # (n_answer, prompt_len)
+        rows = self.llm.answer_attention(generated, prompt_ids).numpy()  # (n_answer, prompt_len)
         spans = clip_token_spans(prompt, payload.timeline, payload.clips, offsets)
         num_frames = len(payload.evidence.timestamps_s)
         clip_mass = np.stack([rows[:, lo:hi].sum(axis=1) for lo, hi in spans], axis=1)  # (n_answer, K)

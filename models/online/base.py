@@ -44,7 +44,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -190,6 +190,10 @@ class OnlineSession(ABC):
         # Seconds per frame of the fast path (its share of the batch's encoding + its scoring), latest last.
         self.fast_path_s: deque[float] = deque(maxlen=64)
         self._encode_s_per_frame = 0.0
+        # Live playback: where the viewer's player is now. A remark on a frame already more than `max_lag_s`
+        # behind it is late, and models write it the quick way (no LLM) so the commentary catches up.
+        self.playhead: Callable[[], float] | None = None
+        self.max_lag_s = 2.0
         self.lock = threading.RLock()
 
     # -- threshold
@@ -201,6 +205,10 @@ class OnlineSession(ABC):
     @threshold.setter
     def threshold(self, value: float) -> None:
         self._threshold = check_threshold(value)
+
+    def is_late(self, time_s: float) -> bool:
+        """Whether the player is already more than `max_lag_s` past `time_s` (never without a playhead)."""
+        return self.playhead is not None and self.playhead() - time_s > self.max_lag_s
 
     # -- questions
 

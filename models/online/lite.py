@@ -19,7 +19,8 @@ steered by a system line and four few-shot turns, writes one short sentence on w
 espresso."). A 135M model
 sometimes names something else: when the remark does not name the keyframe's main new object, " (seen: <label>)"
 is appended to it, so every remark is grounded in what the classifier saw. remark_text="template" skips the LLM
-and writes "Now: <labels>." instead.
+and writes "Now: <labels>." instead, as does a late remark (the player already more than 2 s past its frame), so
+that a slow CPU falls behind by at most one LLM remark instead of drifting further and further.
 
 Questions are answered from a bounded language memory of the stream: scenes (cut where the score passes 0.5,
 independently of θ) written as timed lines of labels, the current scene marked "(now)", with a few-shot prompt of
@@ -380,7 +381,10 @@ class LiteSession(OnlineSession):
             "quadrants": {name: class_names()[k] for name, k, _ in note.quadrants},
             "main_object": class_names()[note.main_object],
         }
-        if self.params.remark_text == "template":
+        late = self.is_late(time_s)
+        if late:
+            detail["late"] = True  # the player was already past this frame: no time for the LLM
+        if self.params.remark_text == "template" or late:
             text = template_remark(note)
             yield text
             yield Remark(time_s, score, text, detail=detail, timings_s={"remark": time.perf_counter() - started})
