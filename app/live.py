@@ -24,8 +24,8 @@ kept in a `gr.State`; each entry holds one bounded `OnlineSession`.
 
 from __future__ import annotations
 
+import html
 import json
-import logging
 import os
 import queue
 import threading
@@ -41,7 +41,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app.annotations import AnnotationStore, annotator_label
-from models.base import VideoError
+from models.base import ModelUnavailableError, VideoError
 from models.online.base import (
     DEFAULT_FPS,
     DEFAULT_THRESHOLD,
@@ -56,8 +56,6 @@ from models.online.base import (
     respond_bar,
 )
 from models.online.frames import StreamReader
-
-log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 VIDEO_ELEM_ID = "live-video"
@@ -256,8 +254,6 @@ def timeline_figure(
 
 
 def _hover(remark: Remark) -> str:
-    import html
-
     text = html.escape(remark.text if len(remark.text) < 120 else remark.text[:117] + "…")
     head = f"{video_time_label(remark.time_s)} · score {remark.score:.2f}"
     if remark.kind == "answer":
@@ -306,7 +302,11 @@ class LiveController:
             reader = StreamReader(video, fps=DEFAULT_FPS)
         except VideoError as error:
             raise gr.Error(str(error)) from error
-        model = self.get_model()
+        try:
+            model = self.get_model()
+        except ModelUnavailableError as error:
+            reader.close()
+            raise gr.Error(str(error)) from error
         session = model.start_session(OnlineParams(threshold=check_threshold(threshold), fps=DEFAULT_FPS))
         stream = LiveStream(path=str(video), model=model, session=session, reader=reader)
         session.playhead = stream.estimated_playhead
@@ -655,7 +655,7 @@ def build_live_tab(
     model_group = {"concurrency_id": concurrency_id, "concurrency_limit": 1}
     examples = example_clips()
 
-    key = gr.State("")
+    key = gr.State("", delete_callback=controller.registry.drop)  # the viewer left: close their stream
     clock = gr.Number(value=0.0, visible=False)
     timer = gr.Timer(TICK_S, active=False)
     gr.Markdown(

@@ -18,7 +18,7 @@ import pytest
 from app.annotations import AnnotationStore
 from app.exports import kto_rows
 from app.live import LiveController, LiveRegistry, live_replay, timeline_figure
-from models.online.base import AnswerStart, FrameDecision, OnlineParams, Remark, SessionLimits
+from models.online.base import AnswerStart, FrameDecision, OnlineParams, Remark, SessionLimits, replay
 from models.online.frames import StreamReader
 from models.online.lite import EncodedFrame, load_online
 from models.video import sample_frames
@@ -201,6 +201,15 @@ def test_session_memory_stays_bounded_on_a_long_stream(online):
     assert after - before < 2_000_000, f"memory grew by {(after - before) / 1e6:.1f} MB over 40 min of stream"
 
 
+def test_generic_replay_matches_the_cached_replay(online):
+    """`replay` (any online model) and the embedded model's own cached replay decide the same frames."""
+    params = OnlineParams(threshold=0.7, remark_text="template")
+    generic = replay(online, str(ASSETS / "cat_then_coffee.mp4"), params)
+    cached = online.replay(str(ASSETS / "cat_then_coffee.mp4"), params)
+    assert [(r.time_s, r.text) for r in generic] == [(r.time_s, r.text) for r in cached]
+    assert [round(r.time_s, 2) for r in generic] == [0.25, 5.25]
+
+
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="θ"):
         OnlineParams(threshold=-0.1)
@@ -270,6 +279,16 @@ def test_seeking_back_rewinds_and_the_commentary_restarts(controller):
     assert any("Rewound to 00:04.0" in c for c in contents)
     assert contents[-1].startswith("**[00:03.8]**"), "the frame on screen after the seek is described"
     assert max(figure.data[1].x) < 5.0, "the timeline forgets the remarks after the seek point"
+
+
+def test_a_jump_ahead_restarts_the_commentary_at_the_playhead(controller):
+    key, *_ = controller.load(str(ASSETS / "montage.mp4"), 0.5, None)
+    controller.play(key)
+    _play(controller, key, [0.5, 1.0])
+    messages, _, status = _play(controller, key, [12.5])
+    assert "Jumped to 00:12.5" in messages[-2]["content"]
+    assert messages[-1]["content"].startswith("**[00:12.2]**"), "the frame on screen is described, not the gap"
+    assert "3 frames ingested" in status
 
 
 def test_a_question_is_answered_with_its_video_time(controller):

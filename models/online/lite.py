@@ -347,6 +347,8 @@ class LiteOnlineModel:
 
 
 class LiteSession(OnlineSession):
+    """One viewer's stream: the context window (last `context_frames` encoded frames) and the scene memory."""
+
     def __init__(self, owner: LiteOnlineModel, params: OnlineParams, limits: SessionLimits | None = None):
         super().__init__(params, limits)
         self.owner = owner
@@ -473,6 +475,8 @@ def _file_identity(path: str) -> str:
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
     if key not in _identities:
+        if len(_identities) >= 256:  # uploads come and go: keep the memo small
+            _identities.clear()
         _identities[key] = file_sha256(path)
     return _identities[key]
 
