@@ -76,10 +76,14 @@ def measure_start() -> dict:
 
 def first_token_s(model, context, history, question) -> float:
     started = time.perf_counter()
-    for item in model.stream(context, history, question, GREEDY):
-        if isinstance(item, str) and item.strip():
-            return time.perf_counter() - started
-    return time.perf_counter() - started
+    stream = model.stream(context, history, question, GREEDY)
+    try:
+        for item in stream:
+            if isinstance(item, str) and item.strip():
+                break
+        return time.perf_counter() - started
+    finally:
+        stream.close()  # stops generation at the next token
 
 
 def main() -> None:
@@ -92,7 +96,8 @@ def main() -> None:
     first_turn = []
     follow_up = []
     for _ in range(3):
-        ENCODE_CACHE.clear()  # cold: the encoding is not cached
+        ENCODE_CACHE.clear()  # cold: neither the encoding nor any prompt's KV cache is reused
+        model.llm.prefix_cache.clear()
         started = time.perf_counter()
         context = encode_video(model, str(clip), params)
         encode_s = time.perf_counter() - started

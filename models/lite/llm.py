@@ -114,6 +114,9 @@ class PrefixCache:
         cache.crop(-(cache.get_seq_length() - best_len))
         return best_len, cache
 
+    def clear(self) -> None:
+        self._entries = []
+
     def store(self, ids: list[int], cache) -> None:
         self._entries = [entry for entry in self._entries if entry[0] != ids][-(self.max_entries - 1) :]
         self._entries.append((list(ids), copy.deepcopy(cache)))
@@ -195,6 +198,7 @@ class SmolLM:
                     return
         finally:
             cancelled.set()
+            worker.join(timeout=5.0)  # at most one forward pass: the worker checks `cancelled` every token
 
     @torch.inference_mode()
     def _generate(self, prompt_ids: list[int], params: GenerationParams, put, cancelled: threading.Event) -> None:
