@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,9 @@ ATTENTION_COLOR = "#9c2e7f"  # attention line in the timeline; a mid tone of the
 PEAK_COLOR = "#d9480f"
 CLIP_SHADES = ("rgba(59, 91, 219, 0.07)", "rgba(59, 91, 219, 0.0)")
 TEMPLATE = "plotly_white"
+NOTE_STYLE = "font-size:10px;color:#868e96"  # small print under a chart: where its numbers come from
+NOTE_LINE_CHARS = 90  # a line of small print that fits under a chart in the studio's half-width column
+NOTE_LINE_PX = 18  # what a line of it adds to the figure's height (lines in an axis title are spaced as the title)
 
 ATTENTION_EMPTY_MESSAGE = "Ask a question to see where the model looked"
 BUDGET_EMPTY_MESSAGE = "Load a video to see how its visual tokens were spent"
@@ -106,7 +110,7 @@ def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+def _base_layout(fig: go.Figure, title: str, height: int) -> None:
     fig.update_layout(
         template=TEMPLATE,
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
@@ -115,7 +119,14 @@ def _base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
         font={"size": 12},
         hoverlabel={"align": "left"},
     )
-    return fig
+
+
+def _layout_with_legend(fig: go.Figure, title: str, subtitle: str, height: int, **layout: object) -> None:
+    """The compression charts' layout: a subtitle line under the title, and the legend in one row over the plot's
+    top-right corner (in the order the traces were added)."""
+    _base_layout(fig, f"{title}<br><sup>{subtitle}</sup>", height)
+    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0, "traceorder": "normal"}
+    fig.update_layout(legend=legend, margin={"t": 88}, **layout)
 
 
 def empty_figure(message: str, title: str = "", height: int = 320) -> go.Figure:
@@ -228,13 +239,7 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
         f"global budget {stats.global_budget} · dynamic {dynamic_total} · baseline {int(baselines.sum())}"
         f" · used {int(used.sum())} tokens over {len(clips)} clip{'s' if len(clips) != 1 else ''}"
     )
-    _base_layout(fig, f"{escape_text(title)}<br><sup>{subtitle}</sup>", 380)
-    fig.update_layout(
-        barmode="overlay",
-        bargap=0.3,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        margin={"t": 88},
-    )
+    _layout_with_legend(fig, escape_text(title), subtitle, 380, barmode="overlay", bargap=0.3)
     fig.update_xaxes(
         tickmode="array",
         tickvals=positions.tolist(),
@@ -275,19 +280,7 @@ def slow_fast_figure(stats: TokenStats | None, timestamps_s: Sequence[float] | N
                     hovertemplate=f"{name}: %{{x}} tokens<extra></extra>",
                 )
             )
-        _base_layout(fig, f"{title}<br><sup>{stats.slow_tokens + stats.fast_tokens} visual tokens</sup>", 240)
-        fig.update_layout(
-            barmode="stack",
-            margin={"t": 88},
-            legend={
-                "orientation": "h",
-                "yanchor": "bottom",
-                "y": 1.0,
-                "xanchor": "right",
-                "x": 1.0,
-                "traceorder": "normal",
-            },
-        )
+        _layout_with_legend(fig, title, f"{stats.slow_tokens + stats.fast_tokens} visual tokens", 240, barmode="stack")
         fig.update_xaxes(title_text="visual tokens")
         return fig
 
@@ -315,28 +308,8 @@ def slow_fast_figure(stats: TokenStats | None, timestamps_s: Sequence[float] | N
         f"slow {int(slow.sum())} tokens on {int((slow > 0).sum())} frames · "
         f"fast {int(fast.sum())} tokens on {int((fast > 0).sum())} frames"
     )
-    _base_layout(fig, f"{title}<br><sup>{subtitle}</sup>", 340)
-    fig.update_layout(
-        barmode="stack",
-        bargap=0.15,
-        margin={"t": 88},
-        legend={
-            "orientation": "h",
-            "yanchor": "bottom",
-            "y": 1.0,
-            "xanchor": "right",
-            "x": 1.0,
-            "traceorder": "normal",
-        },
-    )
-    step = _tick_step(num_frames)
-    fig.update_xaxes(
-        tickmode="array",
-        tickvals=positions[::step].tolist(),
-        ticktext=tick_text[::step],
-        title_text="sampled frame (timestamp)",
-        showgrid=False,
-    )
+    _layout_with_legend(fig, title, subtitle, 340, barmode="stack", bargap=0.15)
+    _frame_axis(fig, tick_text)
     fig.update_yaxes(title_text="visual tokens", rangemode="tozero")
     return fig
 
@@ -472,16 +445,11 @@ def attention_heatmap(
     )
     shown = f"{num_rows} answer {unit}s" if total_rows <= num_rows else f"first {num_rows} of {total_rows} {unit}s"
     subtitle = f"{shown} × {num_frames} frame{'s' if num_frames != 1 else ''}"
-    _base_layout(fig, f"{title} · {subtitle}{question_line}", int(np.clip(120 + 22 * num_rows, 340, 720)))
+    note = _source_note(attention)
+    height = int(np.clip(120 + 22 * num_rows, 340, 720)) + NOTE_LINE_PX * len(note)
+    _base_layout(fig, f"{title} · {subtitle}{question_line}", height)
     fig.update_layout(margin={"l": 96, "t": 84 if question_line else 64, "b": 64})
-    step = _tick_step(num_frames)
-    fig.update_xaxes(
-        tickmode="array",
-        tickvals=list(range(0, num_frames, step)),
-        ticktext=time_text[::step],
-        title_text="sampled frame (timestamp)",
-        showgrid=False,
-    )
+    _frame_axis(fig, time_text, note)
     fig.update_yaxes(
         tickmode="array",
         tickvals=list(range(num_rows)),
@@ -490,7 +458,6 @@ def attention_heatmap(
         title_text=f"answer {unit}",
         showgrid=False,
     )
-    _add_source_note(fig, attention)
     return fig
 
 
@@ -576,9 +543,10 @@ def attention_timeline(
                 showlegend=False,
             )
         )
-    _base_layout(fig, title, 340)
+    note = _source_note(attention)
+    _base_layout(fig, title, 340 + NOTE_LINE_PX * len(note))
     fig.update_layout(margin={"t": 72})
-    fig.update_xaxes(title_text=x_title, zeroline=False)
+    fig.update_xaxes(title_text=_with_note(x_title, note), zeroline=False)
     fig.update_yaxes(title_text="attention share (%)", rangemode="tozero", range=[0, max(weights.max() * 1.3, 1.0)])
     # Span the frames and every clip, with a little room so a lone frame is not pinned to the axis edge.
     spans = [times.min(), times.max()]
@@ -589,7 +557,6 @@ def attention_timeline(
     fig.update_xaxes(range=[low - pad, high + pad])
     if x_title == "sampled frame":
         fig.update_xaxes(dtick=max(1, _tick_step(num_frames)))
-    _add_source_note(fig, attention)
     return fig
 
 
@@ -694,20 +661,30 @@ def _token_label(token: str) -> str:
     return escape_text(text.strip(), 18)
 
 
-def _add_source_note(fig: go.Figure, attention: Attention) -> None:
-    if attention.source:
-        fig.add_annotation(
-            text=escape_text(attention.source, 140),
-            x=0,
-            y=-0.2,
-            xref="paper",
-            yref="paper",
-            xanchor="left",
-            yanchor="top",
-            showarrow=False,
-            font={"size": 10, "color": "#868e96"},
-        )
-        fig.update_layout(margin={"b": 84})
+def _frame_axis(fig: go.Figure, labels: list[str], note: Sequence[str] = ()) -> None:
+    """An x axis with one slot per sampled frame, labelled by timestamp (thinned to at most ~24 labels)."""
+    step = _tick_step(len(labels))
+    fig.update_xaxes(
+        tickmode="array",
+        tickvals=list(range(0, len(labels), step)),
+        ticktext=labels[::step],
+        title_text=_with_note("sampled frame (timestamp)", note),
+        showgrid=False,
+    )
+
+
+def _source_note(attention: Attention) -> list[str]:
+    """Where the attention comes from (`Attention.source`), as escaped lines of small print that fit under a chart."""
+    text = " ".join(str(attention.source or "").split())
+    return [html.escape(line, quote=False) for line in textwrap.wrap(text, NOTE_LINE_CHARS, max_lines=6)]
+
+
+def _with_note(axis_title: str, note: Sequence[str]) -> str:
+    """An x-axis title with small print under it. The note rides in the title rather than in a free annotation so
+    that plotly makes room for it below the tick labels (the template's automargin), however tall those are."""
+    if not note:
+        return axis_title
+    return f'{axis_title}<br><span style="{NOTE_STYLE}">{"<br>".join(note)}</span>'
 
 
 def _middle_position(clip: ClipBudget, num_frames: int) -> int:

@@ -19,7 +19,6 @@ from models.registry import DEFAULT_MODEL
 
 # A turn's life: "pending" while frames are sampled and encoded, "streaming" while text arrives, then "done",
 # "stopped" (the person pressed Stop: the partial answer is kept and can be rated) or "error".
-TURN_STATUSES = ("pending", "streaming", "done", "stopped", "error")
 ANSWERED = ("done", "stopped")
 
 
@@ -174,8 +173,3 @@ class Session:
             self.view.attention = None
             self.view.question = ""
             self.view.turn_id = ""
-
-
-def new_session() -> Session:
-    """A fresh session: what `gr.State` calls for each new browser tab or API client."""
-    return Session()

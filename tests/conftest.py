@@ -1,26 +1,46 @@
-"""Shared fixtures: tiny synthetic videos written with PyAV, and files that are not usable videos.
+"""Shared fixtures: tiny synthetic videos written with PyAV, files that are not usable videos, and a running studio.
 
 `make_video(name, **options)` writes an H.264 clip into the test's temporary folder and returns its path; see
 `write_video` for the options (duration, fps, size, keyframe interval, image segments, variable frame times,
 rotation tag, B-frames, container). Synthetic frames carry their frame number as a row of black/white blocks in
 the top half, so a test can check that a returned picture really is the frame it is said to be
 (`read_frame_number`). `bad_videos` maps each kind of unusable input to a file and a phrase its error message
-must contain, for the video module's tests and the app's alike.
+must contain, for the video module's tests and the app's alike. For the end-to-end tests: `served_studio` is the
+app launched in the test process for one module, `start_app_process` / `wait_until_serving` run `python app.py`
+as a separate process, and `chromium` is the system Chromium driven by Playwright.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 import pytest
 
+if TYPE_CHECKING:
+    from app.handlers import Studio
+
+ROOT = Path(__file__).resolve().parent.parent
 FRAME_CODE_BITS = 10  # frame numbers up to 1023 are written into synthetic frames
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 
 def frame_code_picture(frame_number: int, width: int, height: int) -> np.ndarray:
@@ -191,6 +211,20 @@ def tiny_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("tiny") / "tiny.mp4")
 
 
+# Every kind of unusable input `bad_videos` holds, for tests that try them all.
+BAD_VIDEO_KINDS = (
+    "missing",
+    "empty",
+    "truncated",
+    "truncated_data",
+    "not_a_video",
+    "still_image",
+    "audio_only",
+    "huge_dimensions",
+    "too_long",
+)
+
+
 @dataclass(frozen=True)
 class BadVideo:
     path: Path
@@ -220,7 +254,7 @@ def bad_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadVideo]:
 
     Image.fromarray(frame_code_picture(5, 64, 48)).save(still, format="PNG")
 
-    return {
+    videos = {
         "missing": BadVideo(folder / "does_not_exist.mp4", "not found"),
         "empty": BadVideo(empty, "empty"),
         "truncated": BadVideo(truncated, "incomplete"),
@@ -233,3 +267,74 @@ def bad_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadVideo]:
         ),
         "too_long": BadVideo(write_video(folder / "four_hours.mp4", frame_times_s=[0.0, 4 * 3600.0]), "4 h"),
     }
+    assert tuple(videos) == BAD_VIDEO_KINDS, "BAD_VIDEO_KINDS names every kind"
+    return videos
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The studio running, and a browser to drive it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Studio]]:
+    """(url, studio) of the app built as `python app.py` builds it, launched in this process for one test module,
+    with its own data directory (the real embedded default model)."""
+    from app import ui
+    from app.handlers import Studio
+
+    studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
+    demo = ui.build_demo(studio)
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        quiet=True,
+        **ui.launch_kwargs(studio),
+    )
+    yield url, studio
+    demo.close()
+    studio.close()
+
+
+def start_app_process(data_dir: Path, port: int, *options: str, log_path: Path | None = None) -> subprocess.Popen:
+    """`python app.py` serving on `port` with its own data directory, as a separate process; its output goes to
+    `log_path` (or nowhere)."""
+    with open(log_path or os.devnull, "w") as log:  # the child keeps its own handle on the file
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir), *options],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    """Return once `url` answers; fail if the process exits first or nothing answers within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the app process exited while starting"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not come up in {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """The system Chromium, headless, driven by Playwright for one test module (skipped without either)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"the system Chromium ({CHROMIUM}) is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -13,24 +13,20 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, free_port, start_app_process, wait_until_serving
 from gradio_client import Client, handle_file
 
 from app import ui
 from app.annotations import AnnotationStore
-from app.handlers import Studio
 from models.registry import DEFAULT_MODEL
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 CAT = ROOT / "assets" / "cat.mp4"
 UNAVAILABLE = "slowfast-mllm-7b-f64-s1t4"
 RECORD_ID = re.compile(r"record `([0-9a-f]{8})`")
@@ -89,26 +85,9 @@ def file_path(value) -> Path:
     return Path(value)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(url, studio) of an app launched in this process for the whole module."""
-    studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
-    demo = ui.build_demo(studio)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, **ui.launch_kwargs(studio))
-    yield url, studio
-    demo.close()
-    studio.close()
-
-
 @pytest.fixture
-def client(served) -> Client:
-    return Client(served[0], verbose=False, download_files=False)
+def client(served_studio) -> Client:
+    return Client(served_studio[0], verbose=False, download_files=False)
 
 
 def load(client: Client, path: Path, settings=QUICK) -> dict:
@@ -146,8 +125,8 @@ def test_the_public_api_names_every_action(client):
     assert expected <= endpoints, expected - endpoints
 
 
-def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served, client):
-    studio = served[1]
+def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio, client):
+    studio = served_studio[1]
     loaded = load(client, CAT)
     assert "Now watching" in chat_text(loaded["chatbot"])
     assert "frames sampled" in loaded["video_status"]
@@ -208,9 +187,9 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served, client
     assert "runs here" in accepted["model_info"]
 
 
-def test_the_browser_gesture_endpoints_answer_politely_when_called_from_the_api(served, client):
+def test_the_browser_gesture_endpoints_answer_politely_when_called_from_the_api(served_studio, client):
     """Likes, edits and gallery clicks carry the browser's event data; without it they change nothing."""
-    studio = served[1]
+    studio = served_studio[1]
     example = client.predict(0, api_name="/load_example")
     assert file_path(example).name == CAT.name
     load(client, CAT)
@@ -250,8 +229,8 @@ def test_bad_uploads_come_back_as_a_clear_message_and_the_app_keeps_serving(clie
     assert "text-only" in after["answer_stats"]
 
 
-def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served, monkeypatch, tmp_path):
-    url, studio = served
+def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served_studio, monkeypatch, tmp_path):
+    url, studio = served_studio
     monkeypatch.delenv("HF_TOKEN", raising=False)
     client = Client(url, verbose=False)  # downloads files, as a person's browser would
     load(client, CAT)
@@ -296,8 +275,8 @@ def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served, monkeypat
     assert "token" in pushed.lower()
 
 
-def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served):
-    url, studio = served
+def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served_studio):
+    url, studio = served_studio
     before = studio.store.counts()
     acknowledged: list[str] = []
     errors: list[BaseException] = []
@@ -345,39 +324,18 @@ def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served):
 # A separate app process, killed mid-burst
 
 
-def start_app(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir), "--no-preload"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 180) -> Client:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the app process exited while starting"
-        try:
-            return Client(url, verbose=False, download_files=False)
-        except Exception:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up in {timeout_s} s")
-
-
 @pytest.mark.slow
 def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    process = start_app(data_dir, port)
+    process = start_app_process(data_dir, port, "--no-preload")
     acknowledged: list[str] = []
     lock = threading.Lock()
     killed = threading.Event()
     try:
-        clients = [wait_until_serving(url, process) for _ in range(3)]
+        wait_until_serving(url, process)
+        clients = [Client(url, verbose=False, download_files=False) for _ in range(3)]
         for client in clients:
             ask(client, "Hello?")
 
@@ -417,9 +375,10 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
         total = store.counts()["total"]
     assert set(acknowledged) <= stored, "every vote the app acknowledged survived the kill"
 
-    restarted = start_app(data_dir, port)
+    restarted = start_app_process(data_dir, port, "--no-preload")
     try:
-        client = wait_until_serving(url, restarted)
+        wait_until_serving(url, restarted)
+        client = Client(url, verbose=False, download_files=False)
         counts = client.predict(api_name="/refresh_export")
         assert f"**{total}** judgements" in counts[0]
     finally:

@@ -11,76 +11,35 @@ question and a reason must show up as text and never run. Screenshots of every v
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port, start_app_process, wait_until_serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ANSWER_TIMEOUT_MS = 180_000  # a shared 2-core machine can be slow; the default model is ~1-3 s when idle
 PWN_NAME = "<img src=x onerror=\"window.__pwned = 'name'\">Ann"
 PWN_QUESTION = "<img src=x onerror=\"window.__pwned = 'question'\"> What is <b>this</b>?"
 PWN_REASON = "<script>window.__pwned = 'reason'</script>Names the cat."
 PWN_FILE_NAME = "<img src=x onerror=window.__pwned=1>.mp4"
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():
-    pytest.skip("the system Chromium (/usr/bin/chromium) is not installed", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """The studio served by `python app.py` on a free port, with its own data directory."""
-    data_dir = tmp_path_factory.mktemp("browser-data")
     port = free_port()
-    log = open(tmp_path_factory.mktemp("logs") / "app.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path_factory.mktemp("logs") / "app.log"
+    process = start_app_process(tmp_path_factory.mktemp("browser-data"), port, log_path=log_path)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, "the app exited while starting"
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    try:
+        wait_until_serving(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def shot(page, name: str) -> None:
@@ -112,8 +71,8 @@ def last_bot_text(page) -> str:
     )
 
 
-def test_a_person_chats_inspects_rates_compares_and_exports(app_url, browser, tmp_path):
-    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, tmp_path):
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BAD_VIDEO_KINDS
 
+from app import chat, compare, export_tab, ratings, views
 from app import handlers as h
 from app.session import Session, View
 from models.base import Answer, Attention, ClipBudget, GenerationParams, TokenStats, VisualContext
@@ -126,8 +128,8 @@ def clip(make_video) -> Path:
 SETTINGS = h.Settings(num_frames=8, fps=0, token_budget=64)
 
 
-def ask(studio, session, question, settings=SETTINGS) -> list[dict]:
-    return list(h.chat(studio, session, question, settings))
+def ask(session, question, settings=SETTINGS) -> list[dict]:
+    return list(chat.chat(session, question, settings))
 
 
 def wait_for(condition, timeout_s: float = 5.0) -> bool:
@@ -147,9 +149,9 @@ def last_message(out: dict) -> dict:
 # Chat
 
 
-def test_text_only_turn_streams_the_answer_word_by_word(studio, fake):
+def test_text_only_turn_streams_the_answer_word_by_word(fake):
     session = Session()
-    outs = ask(studio, session, "Hello there?")
+    outs = ask(session, "Hello there?")
     streamed = [
         last_message(o)["content"] for o in outs if o.get("chatbot") and last_message(o)["role"] == "assistant"
     ]
@@ -161,7 +163,7 @@ def test_text_only_turn_streams_the_answer_word_by_word(studio, fake):
 
 def test_loading_a_video_shows_timestamped_frames_and_per_clip_budgets(studio, fake, clip):
     session = Session()
-    out = h.load_video(studio, session, str(clip), SETTINGS)
+    out = chat.load_video(studio, session, str(clip), SETTINGS)
     assert "warning" not in out
     captions = [caption for _image, caption in out["frames"]]
     assert len(captions) == 8 and all(caption.startswith("t = ") for caption in captions)
@@ -173,9 +175,9 @@ def test_loading_a_video_shows_timestamped_frames_and_per_clip_budgets(studio, f
 
 def test_the_first_question_reuses_the_encoding_done_at_load_time(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    ask(studio, session, "What animal?")
-    ask(studio, session, "And then?")
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    ask(session, "What animal?")
+    ask(session, "And then?")
     assert fake.encodes == 1
     assert fake.calls[-1]["history"] == [
         {"role": "user", "content": "What animal?"},
@@ -186,45 +188,32 @@ def test_the_first_question_reuses_the_encoding_done_at_load_time(studio, fake, 
 def test_switching_videos_mid_chat_uses_the_new_clip_and_says_so(studio, fake, clip, make_video):
     session = Session()
     other = make_video("other.mp4", duration_s=3.0, fps=10, width=64, height=48)
-    h.load_video(studio, session, str(clip), SETTINGS)
-    ask(studio, session, "What animal?")
-    out = h.load_video(studio, session, str(other), SETTINGS)
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    ask(session, "What animal?")
+    out = chat.load_video(studio, session, str(other), SETTINGS)
     assert "fresh conversation" in out["chatbot"][-1]["content"]
-    ask(studio, session, "What now?")
+    ask(session, "What now?")
     call = fake.calls[-1]
     assert call["context"].video_sha256 == session.video.sha256 != fake.calls[0]["context"].video_sha256
     assert call["history"] == [], "the old clip's turns must not leak into the new clip's conversation"
     assert [t.question for t in session.turns] == ["What animal?", "What now?"], "earlier turns stay on screen"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "missing",
-        "empty",
-        "truncated",
-        "truncated_data",
-        "not_a_video",
-        "still_image",
-        "audio_only",
-        "huge_dimensions",
-        "too_long",
-    ],
-)
+@pytest.mark.parametrize("kind", BAD_VIDEO_KINDS)
 def test_bad_uploads_get_a_clear_message_and_the_chat_keeps_working(studio, fake, bad_videos, kind):
     bad = bad_videos[kind]
     session = Session()
-    out = h.load_video(studio, session, str(bad.path), SETTINGS)
+    out = chat.load_video(studio, session, str(bad.path), SETTINGS)
     assert bad.message.lower() in out["warning"].lower()
     assert bad.message.lower() in out["chatbot"][-1]["content"].lower()
     assert session.video is None
-    outs = ask(studio, session, "Still there?")
+    outs = ask(session, "Still there?")
     assert last_message(outs[-1])["content"] == "A small cat (seed 0)."
 
 
-def test_an_empty_question_is_refused_with_a_hint(studio, fake):
+def test_an_empty_question_is_refused_with_a_hint(fake):
     session = Session()
-    outs = ask(studio, session, "   ")
+    outs = ask(session, "   ")
     assert len(outs) == 1 and "Type a question" in outs[0]["warning"]
     assert session.entries == [] and fake.calls == []
 
@@ -241,15 +230,15 @@ def test_an_empty_question_is_refused_with_a_hint(studio, fake):
 )
 def test_bad_settings_are_refused_with_a_message_not_a_traceback(studio, fake, clip, settings, phrase):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    outs = ask(studio, session, "What animal?", settings)
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    outs = ask(session, "What animal?", settings)
     assert phrase in outs[-1]["warning"]
     assert session.turns == []
 
 
-def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one(studio):
+def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one():
     session = Session()
-    out = h.select_model(session, UNAVAILABLE)
+    out = chat.select_model(session, UNAVAILABLE)
     assert "needs a GPU" in out["warning"] and out["model"]["value"] == DEFAULT_MODEL
     assert session.model == DEFAULT_MODEL
     labels = dict((name, label) for label, name in h.model_choices())
@@ -259,7 +248,7 @@ def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one
 
 def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
     session = Session()
-    stream = h.chat(studio, session, "Tell me", SETTINGS)
+    stream = chat.chat(session, "Tell me", SETTINGS)
     seen = ""
     for out in stream:
         seen = last_message(out)["content"]
@@ -268,48 +257,48 @@ def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
     stream.close()  # what Gradio does when the person presses Stop
     turn = session.turns[-1]
     assert turn.status == "stopped" and turn.answer == "A small"
-    assert "(stopped)" in h.render_chat(session)[-1]["content"]
+    assert "(stopped)" in chat.render_chat(session)[-1]["content"]
     assert wait_for(lambda: fake.closed_early == 1), "the model's own stream must be closed, not left running"
-    out = h.rate_answer(studio, session, 1, "👎 bad", None, "cut short", "")
+    out = ratings.rate_answer(studio, session, 1, "👎 bad", None, "cut short", "")
     assert "Saved" in out["rating_status"]
     assert studio.store.records()[0]["answer"] == "A small"
 
 
-def test_regenerate_answers_the_last_question_again_with_a_new_seed(studio, fake):
+def test_regenerate_answers_the_last_question_again_with_a_new_seed(fake):
     session = Session()
-    ask(studio, session, "Tell me")
-    outs = list(h.regenerate(studio, session, SETTINGS))
+    ask(session, "Tell me")
+    outs = list(chat.regenerate(session, SETTINGS))
     assert [t.question for t in session.turns] == ["Tell me"]
     assert last_message(outs[-1])["content"] == "A small cat (seed 1)."
 
 
-def test_undo_removes_the_last_turn_and_gives_its_question_back(studio, fake):
+def test_undo_removes_the_last_turn_and_gives_its_question_back(fake):
     session = Session()
-    ask(studio, session, "First?")
-    ask(studio, session, "Second?")
-    out = h.undo(studio, session)
+    ask(session, "First?")
+    ask(session, "Second?")
+    out = chat.undo(session)
     assert out["question"] == "Second?"
     assert [t.question for t in session.turns] == ["First?"]
-    assert "Nothing to undo" in h.undo(studio, Session())["warning"]
+    assert "Nothing to undo" in chat.undo(Session())["warning"]
 
 
-def test_editing_the_last_question_answers_it_again_as_edited(studio, fake):
+def test_editing_the_last_question_answers_it_again_as_edited(fake):
     session = Session()
-    ask(studio, session, "First?")
-    ask(studio, session, "Secnod?")
-    index = len(h.render_chat(session)) - 2  # the last user message
-    outs = list(h.edit_message(studio, session, {"index": index, "value": "Second?"}, SETTINGS))
+    ask(session, "First?")
+    ask(session, "Secnod?")
+    index = len(chat.render_chat(session)) - 2  # the last user message
+    outs = list(chat.edit_message(session, {"index": index, "value": "Second?"}, SETTINGS))
     assert [t.question for t in session.turns] == ["First?", "Second?"]
     assert fake.calls[-1]["question"] == "Second?"
     assert last_message(outs[-1])["role"] == "assistant"
-    refused = list(h.edit_message(studio, session, {"index": 0, "value": "Changed"}, SETTINGS))
+    refused = list(chat.edit_message(session, {"index": 0, "value": "Changed"}, SETTINGS))
     assert "Only the last question" in refused[0]["warning"]
     assert [t.question for t in session.turns] == ["First?", "Second?"]
 
 
-def test_questions_and_answers_with_html_are_shown_as_text(studio, fake):
+def test_questions_and_answers_with_html_are_shown_as_text(fake):
     session = Session()
-    outs = ask(studio, session, HOSTILE)
+    outs = ask(session, HOSTILE)
     user = outs[-1]["chatbot"][-2]["content"]
     assert "<img" not in user and "<script" not in user
     assert "&lt;img" in user
@@ -322,10 +311,10 @@ def test_questions_and_answers_with_html_are_shown_as_text(studio, fake):
 
 def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    ask(studio, session, "What animal?")
-    answer_index = len(h.render_chat(session)) - 1
-    out = h.like(studio, session, {"index": answer_index, "value": "", "liked": True}, "", "session-abc")
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    ask(session, "What animal?")
+    answer_index = len(chat.render_chat(session)) - 1
+    out = ratings.like(studio, session, {"index": answer_index, "value": "", "liked": True}, "", "session-abc")
     assert "Saved 👍" in out["rating_status"]
     [record] = studio.store.records()
     assert record["thumbs"] == 1 and record["kind"] == "rating"
@@ -337,24 +326,24 @@ def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(st
     assert record["generation_params"]["temperature"] == 0.0
     assert record["annotator"].startswith("session-")
     # A second vote on the same clip reuses the kept copy instead of copying again.
-    h.like(studio, session, {"index": answer_index, "value": "", "liked": False}, "", "session-abc")
+    ratings.like(studio, session, {"index": answer_index, "value": "", "liked": False}, "", "session-abc")
     assert len(list((studio.data_dir / "videos").iterdir())) == 1
 
 
 def test_thumbs_on_a_note_or_a_question_are_not_recorded(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    ask(studio, session, "What animal?")
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    ask(session, "What animal?")
     for index in (0, 1, 99, None):
-        out = h.like(studio, session, {"index": index, "value": "", "liked": True}, "", None)
+        out = ratings.like(studio, session, {"index": index, "value": "", "liked": True}, "", None)
         assert "Only the model's answers" in out["warning"]
     assert studio.store.counts()["total"] == 0
 
 
 def test_a_scored_rating_keeps_hostile_text_verbatim_but_shows_it_inert(studio, fake):
     session = Session()
-    ask(studio, session, "Hi?")
-    out = h.rate_answer(studio, session, 1, "no thumbs", 4, HOSTILE, HOSTILE)
+    ask(session, "Hi?")
+    out = ratings.rate_answer(studio, session, 1, "no thumbs", 4, HOSTILE, HOSTILE)
     [record] = studio.store.records()
     assert record["score"] == 4 and record["thumbs"] is None
     assert record["reason"] == HOSTILE and record["annotator"] == HOSTILE
@@ -364,9 +353,9 @@ def test_a_scored_rating_keeps_hostile_text_verbatim_but_shows_it_inert(studio, 
 
 def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake):
     session = Session()
-    assert "no answer to rate" in h.rate_answer(studio, session, None, "👍 good", None, "", "")["warning"]
-    ask(studio, session, "Hi?")
-    out = h.rate_answer(studio, session, 1, "no thumbs", None, "", "")
+    assert "no answer to rate" in ratings.rate_answer(studio, session, None, "👍 good", None, "", "")["warning"]
+    ask(session, "Hi?")
+    out = ratings.rate_answer(studio, session, 1, "no thumbs", None, "", "")
     assert "Not saved" in out["warning"]
     assert studio.store.counts()["total"] == 0
 
@@ -377,16 +366,16 @@ def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake
 
 def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_them(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
-    outs = list(h.ab_run(studio, session, "What animal?", setups, SETTINGS))
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    outs = list(compare.ab_run(session, "What animal?", setups, SETTINGS))
     final = outs[-1]
     assert final["ab_votable"] is True
     shown = json.dumps([o.get("ab_reveal", "") for o in outs]) + json.dumps([final["ab_chat_a"], final["ab_chat_b"]])
     assert "temperature" not in shown and "setup 1" not in shown.lower(), "nothing may hint at which setup is which"
     assert "Which answer is better" in final["ab_reveal"]
 
-    voted = h.ab_vote(studio, session, "b", "B is more precise", "ann", None)
+    voted = compare.ab_vote(studio, session, "b", "B is more precise", "ann", None)
     assert "You judged: **B is better**" in voted["ab_reveal"]
     assert "setup 1" in voted["ab_reveal"] and "setup 2" in voted["ab_reveal"]
     assert voted["ab_votable"] is False
@@ -398,17 +387,17 @@ def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_th
     assert {record["encode_params_a"]["token_budget"], record["encode_params_b"]["token_budget"]} == {64, 32}
     assert record["video_sha256"] == session.video.sha256
     assert record["extra"]["setup_a"] == side_a.setup
-    assert "already judged" in h.ab_vote(studio, session, "a", "", "", None)["warning"]
+    assert "already judged" in compare.ab_vote(studio, session, "a", "", "", None)["warning"]
     assert studio.store.counts()["comparison"] == 1
 
 
 def test_voting_before_a_round_is_run_is_refused(studio):
-    assert "Run a comparison first" in h.ab_vote(studio, Session(), "a", "", "", None)["warning"]
+    assert "Run a comparison first" in compare.ab_vote(studio, Session(), "a", "", "", None)["warning"]
 
 
-def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(studio, fake):
-    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(UNAVAILABLE, 0.0, 1.0, 64))
-    outs = list(h.ab_run(studio, Session(), "What?", setups, SETTINGS))
+def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(fake):
+    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(UNAVAILABLE, 0.0, 1.0, 64))
+    outs = list(compare.ab_run(Session(), "What?", setups, SETTINGS))
     assert "needs a GPU" in outs[-1]["warning"]
 
 
@@ -418,17 +407,17 @@ def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(studio, fake):
 
 def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    ask(studio, session, "What animal?")
-    h.rate_answer(studio, session, 1, "👍 good", None, "", "")
-    h.rate_answer(studio, session, 1, "no thumbs", 3, "meh", "")  # a 3 carries no KTO label
-    setups = (h.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), h.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    ask(session, "What animal?")
+    ratings.rate_answer(studio, session, 1, "👍 good", None, "", "")
+    ratings.rate_answer(studio, session, 1, "no thumbs", 3, "meh", "")  # a 3 carries no KTO label
+    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
     for choice in ("a", "tie"):
-        list(h.ab_run(studio, session, "What animal?", setups, SETTINGS))
-        h.ab_vote(studio, session, choice, "", "", None)
+        list(compare.ab_run(session, "What animal?", setups, SETTINGS))
+        compare.ab_vote(studio, session, choice, "", "", None)
 
-    out = h.export_data(studio, session)
-    for name in h.DOWNLOADS:
+    out = export_tab.export_data(studio, session)
+    for name in export_tab.DOWNLOADS:
         path = Path(out[name]["value"])
         assert path.is_file() and path.is_relative_to(studio.data_dir), name
     dpo = [json.loads(line) for line in Path(out["dl_dpo"]["value"]).read_text().splitlines()]
@@ -439,8 +428,8 @@ def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio
     assert len(out["export_preview"]) == 4
 
 
-def test_push_without_an_export_says_what_to_do_first(studio):
-    assert "Export first" in h.push_export(studio, Session(), "user/repo")["hub_status"]
+def test_push_without_an_export_says_what_to_do_first():
+    assert "Export first" in export_tab.push_export(Session(), "user/repo")["hub_status"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -449,18 +438,18 @@ def test_push_without_an_export_says_what_to_do_first(studio):
 
 def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fake, clip):
     session = Session()
-    h.load_video(studio, session, str(clip), SETTINGS)
-    outs = ask(studio, session, "What animal?")
+    chat.load_video(studio, session, str(clip), SETTINGS)
+    outs = ask(session, "What animal?")
     assert outs[-1]["frame_slider"]["maximum"] == 8
-    with_map = h.show_frame(session, 1)
-    without = h.show_frame(session, 5)
+    with_map = views.show_frame(session, 1)
+    without = views.show_frame(session, 5)
     assert "overlay" in with_map["overlay_caption"] and "t = " in with_map["overlay_caption"]
     assert "no spatial map" in without["overlay_caption"]
     view = session.view
-    plain_frame = h.frame_outputs(View(view.thumbnails, view.timestamps_s, view.stats), 1)["overlay"]
+    plain_frame = views.frame_outputs(View(view.thumbnails, view.timestamps_s, view.stats), 1)["overlay"]
     assert plain_frame.shape == with_map["overlay"].shape
     assert not np.array_equal(plain_frame, with_map["overlay"]), "the map is blended onto the frame"
-    picked = h.frame_from_gallery(session, {"index": 4})
+    picked = views.frame_from_gallery(session, {"index": 4})
     assert picked["frame_slider"]["value"] == 5 and picked["views_tab"] == "attention"
 
 
@@ -471,9 +460,9 @@ def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fak
 def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
     session = Session()
     settings = h.Settings(num_frames=16, fps=2.0, token_budget=192, max_new_tokens=24)
-    out = h.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
+    out = chat.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
     assert "warning" not in out, out.get("warning")
-    outs = ask(studio, session, "What animal is in the video?", settings)
+    outs = ask(session, "What animal is in the video?", settings)
     final = outs[-1]
     assert "warning" not in final, final.get("warning")
     answer = session.turns[-1].answer
@@ -484,7 +473,7 @@ def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_fr
     assert len(final["budget_plot"].data[0].x) == len(session.view.stats.clips)
     assert "frames from cache" in final["answer_stats"], "the clip was encoded once, at load time"
     # A follow-up question sees the first turn.
-    ask(studio, session, "What colour are its eyes?", settings)
+    ask(session, "What colour are its eyes?", settings)
     assert session.turns[-1].history[0]["content"] == "What animal is in the video?"
 
 

@@ -1,88 +1,50 @@
 """The Live tab in a real browser: play an example clip in the studio, see a timestamped remark appear while the video
 is still playing, rate it with the chat's thumbs, and find the rating in the annotation store with its video time.
 
-Launches the real app (`app.ui.build_demo`, as `python app.py` does) on a free port with a temporary data directory
-and drives the system Chromium through Playwright.
+Runs the real app in the test process (`served_studio`: built as `python app.py` builds it, on a free port, with a
+temporary data directory) and drives the system Chromium through Playwright (`chromium`).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import socket
 
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 REMARK = re.compile(r"\[\d\d:\d\d\.\d\]")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs the system Chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def studio_app(tmp_path_factory):
-    from app import handlers, ui
-
-    studio = handlers.Studio(data_dir=tmp_path_factory.mktemp("live-data"))
-    demo = ui.build_demo(studio)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), **ui.launch_kwargs(studio)
+def test_live_tab_comments_while_playing_and_a_remark_can_be_rated(chromium, served_studio):
+    url, studio = served_studio
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-example input").click()
+    page.locator("[role=option]", has_text="Montage").first.click()
+    status = page.locator("#live-status")
+    playwright.expect(status).to_contain_text("Ready", timeout=180_000)  # first use loads the model
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#live-video video'); return v && v.readyState >= 2; }",
+        timeout=60_000,
     )
-    yield url, studio
-    demo.close()
-    studio.close()
+    page.evaluate("() => { const v = document.querySelector('#live-video video'); v.muted = true; v.play(); }")
 
+    remark = page.locator("#live-chat .message", has_text=REMARK).first
+    remark.wait_for(timeout=60_000)
+    playing = page.evaluate(
+        "() => { const v = document.querySelector('#live-video video'); return !v.paused && !v.ended; }"
+    )
+    assert playing, "the first remark should appear while the video is still playing"
+    shown = REMARK.search(remark.inner_text())
+    assert shown, remark.inner_text()
 
-def test_live_tab_comments_while_playing_and_a_remark_can_be_rated(studio_app):
-    url, studio = studio_app
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url)
-            page.get_by_role("tab", name="Live").click()
-            page.locator("#live-example input").click()
-            page.locator("[role=option]", has_text="Montage").first.click()
-            status = page.locator("#live-status")
-            playwright.expect(status).to_contain_text("Ready", timeout=180_000)  # first use loads the model
-            page.wait_for_function(
-                "() => { const v = document.querySelector('#live-video video'); return v && v.readyState >= 2; }",
-                timeout=60_000,
-            )
-            page.evaluate("() => { const v = document.querySelector('#live-video video'); v.muted = true; v.play(); }")
-
-            remark = page.locator("#live-chat .message", has_text=REMARK).first
-            remark.wait_for(timeout=60_000)
-            playing = page.evaluate(
-                "() => { const v = document.querySelector('#live-video video'); return !v.paused && !v.ended; }"
-            )
-            assert playing, "the first remark should appear while the video is still playing"
-            shown = REMARK.search(remark.inner_text())
-            assert shown, remark.inner_text()
-
-            remark.hover()
-            page.locator("#live-chat button[aria-label='Like']").first.click()
-            playwright.expect(status).to_contain_text("Saved your rating", timeout=60_000)
-        finally:
-            browser.close()
+    remark.hover()
+    page.locator("#live-chat button[aria-label='Like']").first.click()
+    playwright.expect(status).to_contain_text("Saved your rating", timeout=60_000)
 
     records = studio.store.records()
     assert len(records) == 1

@@ -1,0 +1,200 @@
+"""The A/B compare tab: one question answered by two setups, shown blind as A and B, then one vote and a reveal.
+
+A setup is a model with its own sampling and token budget; the frame sampling and answer length are the chat's.
+`ab_run` answers with both setups in a random order (a coin flip decides which is A) and streams both answers;
+`ab_vote` records the judgement in the annotation store and only then names the setups. A round that was stopped
+half-way is dropped, because a round with a missing answer cannot be judged.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from app.annotations import annotator_label
+from app.handlers import (
+    Progress,
+    Settings,
+    Studio,
+    check_runnable,
+    encode_clip,
+    escape_html,
+    failure_message,
+    load_named_model,
+    no_progress,
+    plain,
+    question_problem,
+    relay_answer,
+    stream_answer,
+    video_record_fields,
+)
+from app.session import ABRound, Session, Side
+from models.base import EncodeParams, GenerationParams, ModelUnavailableError
+
+CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
+
+
+@dataclass
+class SideSetup:
+    model: str
+    temperature: float
+    top_p: float
+    token_budget: int
+
+
+def ab_run(
+    session: Session,
+    question: str,
+    setups: tuple[SideSetup, SideSetup],
+    shared: Settings,
+    progress: Progress = no_progress,
+) -> Iterator[dict[str, Any]]:
+    """Answer one question with two setups, shown as A and B in a random order; names stay hidden until the vote."""
+    question = (question or "").strip()
+    problem = question_problem(question, "Type the question both setups should answer.")
+    if problem:
+        yield {"warning": problem}
+        return
+    video = session.video
+    try:
+        sides = [_side(number, setup, shared, with_video=video is not None) for number, setup in enumerate(setups, 1)]
+    except (ValueError, ModelUnavailableError) as error:
+        yield {"warning": str(error)}
+        return
+    random.SystemRandom().shuffle(sides)  # which setup is A is a coin flip, so the labels give nothing away
+    session.ab = round_ = ABRound(question=question, video=video, sides=sides)
+    yield {**ab_outputs(round_), "session": session}
+
+    try:
+        for position, side in enumerate(sides):
+            model = load_named_model(side.model, progress)
+            context = None
+            if video is not None:
+                context, _ = encode_clip(model, video, EncodeParams(**side.encode_params), progress)
+                side.frame_indices, side.frame_timestamps_s = list(context.frame_indices), list(context.timestamps_s)
+            progress(0.5 * position + 0.45, desc=f"Answer {'AB'[position]}…")
+            params = GenerationParams(**side.generation_params)
+            stream = stream_answer(model, context, [], question, params, want_attention=False)
+            answer = yield from relay_answer(stream, side, lambda: ab_outputs(round_))
+            side.answer = (answer.text if answer is not None else "") or side.answer.strip()
+            side.done = True
+        yield {**ab_outputs(round_), "info": "Both answers are in: which one is better?"}
+    except Exception as error:  # a bad video or parameter, or anything a model raised: the studio keeps serving
+        session.ab = None
+        yield {**ab_outputs(None), "warning": failure_message(error, "A/B run")}
+    finally:
+        if session.ab is round_ and not round_.ready:
+            session.ab = None  # stopped half-way: a round with a missing answer cannot be judged
+
+
+def _side(number: int, setup: SideSetup, shared: Settings, with_video: bool) -> Side:
+    """Setup `number` with the chat's shared settings, validated; raises with a message naming the setup."""
+    try:
+        check_runnable(setup.model)
+    except ModelUnavailableError as error:
+        raise ModelUnavailableError(f"setup {number}: {error}") from None
+    settings = Settings(
+        model=setup.model,
+        num_frames=shared.num_frames,
+        fps=shared.fps,
+        token_budget=setup.token_budget,
+        temperature=setup.temperature,
+        top_p=setup.top_p,
+        max_new_tokens=shared.max_new_tokens,
+        seed=shared.seed,
+    )
+    encode = settings.encode_params().as_dict() if with_video else None
+    return Side(number, setup.model, encode, settings.generation_params().as_dict())
+
+
+def ab_outputs(round_: ABRound | None) -> dict[str, Any]:
+    if round_ is None:
+        return {"ab_chat_a": [], "ab_chat_b": [], "ab_reveal": "", "ab_votable": False}
+    out: dict[str, Any] = {}
+    for position, side in enumerate(round_.sides):
+        messages = [{"role": "user", "content": escape_html(round_.question)}]
+        if side.answer or side.done:
+            messages.append({"role": "assistant", "content": escape_html(side.answer) or "*(empty answer)*"})
+        else:
+            messages.append(
+                {"role": "assistant", "content": "", "metadata": {"title": "⏳ Waiting…", "status": "pending"}}
+            )
+        out["ab_chat_" + "ab"[position]] = messages
+    if round_.voted:
+        out["ab_reveal"] = _reveal_markdown(round_)
+    elif round_.ready:
+        out["ab_reveal"] = "**Which answer is better?** The setups are revealed after your vote."
+    else:
+        out["ab_reveal"] = "*Answering… setups stay hidden until you vote.*"
+    out["ab_votable"] = round_.ready and not round_.voted
+    return out
+
+
+def _reveal_markdown(round_: ABRound) -> str:
+    a, b = round_.sides
+    return (
+        f"You judged: **{CHOICE_LABELS[round_.voted]}**.  \n"
+        f"**A** was setup {a.setup}: {plain(a.describe())}  \n"
+        f"**B** was setup {b.setup}: {plain(b.describe())}"
+    )
+
+
+def ab_vote(
+    studio: Studio,
+    session: Session,
+    choice: str,
+    reason: str,
+    annotator: str,
+    session_hash: str | None = None,
+) -> dict[str, Any]:
+    """Record the judgement of the open A/B round, then reveal which setup was which."""
+    round_ = session.ab
+    if round_ is None or not round_.ready:
+        return {"warning": "Run a comparison first: both answers must be in before you vote."}
+    if round_.voted:
+        return {"warning": "This round is already judged; run a new comparison to vote again.", **ab_outputs(round_)}
+    a, b = round_.sides
+    try:
+        record_id = studio.store.record_comparison(
+            model_a=a.model,
+            model_b=b.model,
+            question=round_.question,
+            answer_a=a.answer,
+            answer_b=b.answer,
+            choice=choice,
+            conversation=[],
+            **video_record_fields(studio, session, round_.video),
+            frame_indices_a=a.frame_indices,
+            frame_timestamps_s_a=a.frame_timestamps_s,
+            frame_indices_b=b.frame_indices,
+            frame_timestamps_s_b=b.frame_timestamps_s,
+            encode_params_a=a.encode_params,
+            encode_params_b=b.encode_params,
+            generation_params_a=a.generation_params,
+            generation_params_b=b.generation_params,
+            reason=reason or "",
+            annotator=annotator_label(annotator, session_hash),
+            extra={"round_id": round_.id, "setup_a": a.setup, "setup_b": b.setup, "blind": True},
+        )
+    except (ValueError, OSError) as error:
+        return {"warning": f"Not saved: {error}."}
+    round_.voted = choice
+    total = studio.store.counts()["total"]
+    out = ab_outputs(round_)
+    out["ab_reveal"] += f"  \n✅ Saved (record `{record_id[:8]}`) · {total} judgements in the store."
+    return {**out, "record_id": record_id, "session": session, "ab_reason": "", "info": "Vote saved"}
+
+
+def ab_last_question(session: Session) -> dict[str, Any]:
+    turn = session.last_turn()
+    if turn is None:
+        return {"warning": "The chat has no question yet."}
+    return {"ab_question": turn.question}
+
+
+def ab_video_markdown(session: Session) -> str:
+    if session.video is None:
+        return "*No video loaded in the chat: the comparison is text-only. Load a clip in the Chat tab.*"
+    return f"Comparing on **{plain(session.video.name, 60)}** ({session.video.describe()}), the chat's current video."

@@ -1,0 +1,96 @@
+"""The Export tab: counts of what the store holds, a preview table, every export format, and the Hub push.
+
+`export_data` writes every format (JSONL, CSV, Parquet, a Hugging Face dataset, TRL's DPO pairs and KTO rows) from
+one snapshot of the store into a fresh folder under `<data_dir>/exports/` (via `app/exports.py`), zips the dataset
+with its videos, and enables one download button per file; `push_export` uploads the latest export folder to a Hub
+dataset repo (via `app/hub_sync.py`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.exports import (
+    KTO_DESIRABLE_MIN_SCORE,
+    KTO_UNDESIRABLE_MAX_SCORE,
+    export_all,
+    preview_dataframe,
+    summary_counts,
+)
+from app.handlers import Studio, plain
+from app.hub_sync import push_to_hub
+from app.session import Session
+
+
+def counts_markdown(studio: Studio) -> str:
+    counts = summary_counts(studio.store)
+    return (
+        f"**{counts['total']}** judgements from **{counts['annotators']}** annotator(s) on **{counts['videos']}** "
+        f"video(s)  \n"
+        f"Ratings: **{counts['ratings']}** (👍 {counts['thumbs_up']} · 👎 {counts['thumbs_down']} · "
+        f"scored {counts['scored']})  \n"
+        f"A/B comparisons: **{counts['comparisons']}** (A {counts['a_better']} · B {counts['b_better']} · "
+        f"tie {counts['ties']} · both bad {counts['both_bad']})  \n"
+        f"TRL layouts: **{counts['dpo_pairs']}** DPO pairs · **{counts['kto_rows']}** KTO rows "
+        f"({counts['kto_desirable']} desirable · {counts['kto_undesirable']} undesirable · "
+        f"{counts['kto_excluded']} left out)  \n"
+        f"<small>DPO pairs come from A/B votes with a winner (ties and “both bad” carry no preference). KTO labels: "
+        f"👍 → desirable, 👎 → undesirable; without thumbs a score ≥ {KTO_DESIRABLE_MIN_SCORE} is desirable and "
+        f"≤ {KTO_UNDESIRABLE_MAX_SCORE} undesirable; a 3, or thumbs the score contradicts, is left out.</small>"
+    )
+
+
+def refresh_export(studio: Studio) -> dict[str, Any]:
+    return {"export_counts": counts_markdown(studio), "export_preview": preview_dataframe(studio.store)}
+
+
+# Download buttons: output name -> (ExportResult.files key, button label).
+DOWNLOADS = {
+    "dl_jsonl": ("jsonl", "JSONL"),
+    "dl_csv": ("csv", "CSV"),
+    "dl_parquet": ("parquet", "Parquet"),
+    "dl_datasets": ("datasets_zip", "HF datasets (zip)"),
+    "dl_dpo": ("dpo_jsonl", "DPO pairs"),
+    "dl_kto": ("kto_jsonl", "KTO rows"),
+}
+
+
+def export_data(studio: Studio, session: Session) -> dict[str, Any]:
+    """Write every format from one snapshot of the store into a fresh folder under <data_dir>/exports/."""
+    try:
+        result = export_all(studio.store)
+    except (ValueError, OSError) as error:
+        return {"warning": f"Export failed: {error}"}
+    dataset_dir = result.files.get("datasets")
+    if dataset_dir is not None:
+        archive = shutil.make_archive(
+            str(result.directory / "dataset"), "zip", root_dir=result.directory, base_dir=dataset_dir.name
+        )
+        result.files["datasets_zip"] = Path(archive)
+    session.last_export_dir = str(result.directory)
+    counts = result.counts
+    out: dict[str, Any] = {
+        "export_status": (
+            f"✅ Exported {counts['total']} judgements ({counts['dpo_pairs']} DPO pairs, {counts['kto_rows']} KTO "
+            f"rows) to `{result.directory.name}`. Download below; the zip holds every file and the videos."
+        ),
+        "export_files": result.download_paths(),
+        "session": session,
+        "export_dir": str(result.directory),
+        **refresh_export(studio),
+    }
+    for name, (key, _label) in DOWNLOADS.items():
+        path = result.files.get(key)
+        out[name] = gr.update(value=str(path) if path else None, interactive=path is not None)
+    return out
+
+
+def push_export(session: Session, repo_id: str) -> dict[str, Any]:
+    if not session.last_export_dir:
+        return {"hub_status": "Export first: the push uploads the latest export folder."}
+    status = push_to_hub(session.last_export_dir, repo_id or None)
+    return {"hub_status": ("✅ " if status.ok else "⚠️ ") + plain(status.message, 400)}

@@ -1,0 +1,129 @@
+"""Ratings of the chat's answers: the rating panel (thumbs, a 1-5 score, a reason) and the Chatbot's own thumbs.
+
+`rate_answer` records one judgement of an answered turn in the annotation store, with everything needed to train
+on it later: the conversation before the question, the video (copied into the data directory on its first
+judgement), the frames the model saw and the parameters it ran with. `like` is the Chatbot's thumbs gesture: a
+click on an answer is recorded at once as such a rating; clicks on questions or notes are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.annotations import annotator_label
+from app.chat import message_owner, rate_target_update
+from app.handlers import Studio, video_record_fields
+from app.session import Session, Turn
+
+THUMBS = {"👍 good": 1, "👎 bad": -1, "no thumbs": None}
+
+
+def rate_answer(
+    studio: Studio,
+    session: Session,
+    turn_number: Any,
+    thumbs: Any,
+    score: Any,
+    reason: str,
+    annotator: str,
+    session_hash: str | None = None,
+    source: str = "panel",
+) -> dict[str, Any]:
+    """Record one rating of an answer (thumbs and/or a 1-5 score and/or a reason) in the store."""
+    turn = None
+    if turn_number not in (None, ""):
+        try:
+            turn = session.turn_by_number(int(turn_number))
+        except (TypeError, ValueError):
+            turn = None
+    else:
+        answered = [t for t in session.turns if t.answered]
+        turn = answered[-1] if answered else None
+    if turn is None or not turn.answered:
+        return {"warning": "There is no answer to rate yet: ask a question first."}
+    thumbs_value = THUMBS.get(thumbs, thumbs) if isinstance(thumbs, str) else thumbs
+    if thumbs_value not in (None, 1, -1, True, False):
+        return {"warning": "Thumbs must be 👍, 👎 or none."}
+    score_value = None if score in (None, "", 0, "0") else score
+    try:
+        if score_value is not None:
+            score_value = int(score_value)
+        record_id = studio.store.record_rating(
+            model=turn.model,
+            question=turn.question,
+            answer=turn.answer,
+            conversation=turn.history,
+            **video_record_fields(studio, session, turn.video),
+            frame_indices=turn.frame_indices,
+            frame_timestamps_s=turn.frame_timestamps_s,
+            encode_params=turn.encode_params,
+            generation_params=turn.generation_params,
+            thumbs=thumbs_value,
+            score=score_value,
+            reason=reason or "",
+            annotator=annotator_label(annotator, session_hash),
+            extra=_turn_extra(session, turn, source),
+        )
+    except (ValueError, OSError) as error:
+        return {"warning": f"Not saved: {error}."}
+    number = session.turn_number(turn)
+    what = []
+    if thumbs_value is not None:
+        what.append("👍" if thumbs_value in (1, True) else "👎")
+    if score_value is not None:
+        what.append(f"{score_value}/5")
+    if (reason or "").strip():
+        what.append("a reason")
+    total = studio.store.counts()["total"]
+    status = (
+        f"✅ Saved {' + '.join(what)} for answer #{number} (record `{record_id[:8]}`). "
+        f"{total} judgement{'s' if total != 1 else ''} in the store."
+    )
+    return {
+        "rating_status": status,
+        "info": f"Rating saved for answer #{number}",
+        "record_id": record_id,
+        "rate_target": rate_target_update(session, select=turn),
+        "session": session,
+        "score": None,
+        "reason": "",
+        "thumbs": "no thumbs",
+    }
+
+
+def _turn_extra(session: Session, turn: Turn, source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "turn": session.turn_number(turn),
+        "turn_id": turn.id,
+        "status": turn.status,
+        "video_name": turn.video.name if turn.video else None,
+        "timings_s": {k: round(float(v), 4) for k, v in turn.timings_s.items()},
+        "prompt_tokens": turn.prompt_tokens,
+        "new_tokens": turn.new_tokens,
+    }
+
+
+def like(
+    studio: Studio, session: Session, event: dict[str, Any] | None, annotator: str, session_hash: str | None = None
+) -> dict[str, Any]:
+    """The Chatbot's thumbs: recorded at once as a rating of that answer (FastChat style: a click is a vote)."""
+    event = event or {}
+    owner = message_owner(session, event.get("index"))
+    if owner is None or owner[0] != "answer":
+        return {"warning": "Only the model's answers can be rated."}
+    liked = event.get("liked")
+    if liked not in (True, False):
+        return {"info": "Thumbs removed on screen; the earlier vote stays recorded (votes are never rewritten)."}
+    turn = owner[1]
+    return rate_answer(
+        studio,
+        session,
+        session.turn_number(turn),
+        1 if liked else -1,
+        None,
+        "",
+        annotator,
+        session_hash,
+        source="like",
+    )
