@@ -89,6 +89,15 @@ def test_the_cat_clip_answer_names_a_cat_and_a_follow_up_does_not_re_encode(mode
     assert follow_up.timings_s["reused_prompt_tokens"] >= answer.prompt_tokens
 
 
+@pytest.mark.parametrize(
+    "question,expected", [("What animal is in the video?", "cat"), ("What drink is shown?", "espresso")]
+)
+def test_on_a_five_shot_montage_the_answer_comes_from_the_right_clip(model, question, expected):
+    context = encode_video(model, str(ASSETS / "montage.mp4"), PARAMS)
+    assert len(context.stats.clips) >= 5
+    assert expected in collect(model.stream(context, [], question, GREEDY)).text.lower()
+
+
 def test_attention_is_a_distribution_over_frames_that_follows_the_named_object(model):
     context = encode_video(model, str(ASSETS / "cat_then_coffee.mp4"), PARAMS)
     cat_frames = np.array(context.timestamps_s) < 5.0  # the cut to the coffee photo is at 5.0 s

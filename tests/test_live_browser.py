@@ -8,6 +8,7 @@ temporary data directory) and drives the system Chromium through Playwright (`ch
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,11 @@ def test_live_tab_comments_while_playing_and_a_remark_can_be_rated(chromium, ser
     remark.hover()
     page.locator("#live-chat button[aria-label='Like']").first.click()
     playwright.expect(status).to_contain_text("Saved your rating", timeout=60_000)
+
+    page.wait_for_timeout(4000)  # let a few more remarks and timeline markers arrive for the screenshot
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "12_live.png"), full_page=True)
 
     records = studio.store.records()
     assert len(records) == 1
