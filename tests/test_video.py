@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import read_frame_number
+from conftest import BAD_VIDEO_KINDS, read_frame_number
 
 from models.base import VideoError
 from models.video import (
@@ -196,20 +196,7 @@ def test_unknown_backend_and_impossible_requests_are_refused(tiny_video):
 # Unusable inputs
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "missing",
-        "empty",
-        "truncated",
-        "truncated_data",
-        "not_a_video",
-        "still_image",
-        "audio_only",
-        "huge_dimensions",
-        "too_long",
-    ],
-)
+@pytest.mark.parametrize("kind", BAD_VIDEO_KINDS)
 def test_every_unusable_file_gets_a_clear_message(bad_videos, kind):
     bad = bad_videos[kind]
     for attempt in (lambda: probe_video(bad.path), lambda: sample_frames(bad.path, num_frames=4)):
