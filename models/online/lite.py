@@ -85,7 +85,10 @@ ANSWER_SYSTEM = (
     "scene by scene, ending with what is on screen now. Answer in one short sentence, only from these lines."
 )
 # The offline model's timeline prompt made SmolLM answer "A mosque." to "What animal is in the video?" on the
-# montage (it latched onto the first scene); marking the current scene "(now)" and these four turns fixed that.
+# montage (it latched onto the first scene); marking the current scene "(now)" and these turns fixed that.
+# As for remarks, no label the classifier gives the example clips appears here (an earlier "tabby cat" turn made
+# every animal question about the cat clip come back as that turn's answer, right or wrong); two animal turns with
+# different animals and answer shapes keep the model from copying either (9 of 10 probe questions right, was 7).
 ANSWER_FEW_SHOT = (
     (
         "Seen so far:\n[0.0-4.0 s] sports car (a car), convertible\n[4.0-6.5 s] golden retriever (a dog), tennis "
@@ -94,14 +97,18 @@ ANSWER_FEW_SHOT = (
     ),
     ("Seen so far:\n[0.0-3.0 s] pizza (a food), plate (now)\n\nQuestion: Is there an animal?", "No, only a pizza."),
     (
-        "Seen so far:\n[0.0-2.0 s] volcano (a landscape)\n[2.0-5.0 s] tabby cat (a cat), Egyptian cat\n[5.0-8.0 s] "
-        "airliner (an aircraft), wing (now)\n\nQuestion: What animal did we see?",
-        "A tabby cat.",
+        "Seen so far:\n[0.0-2.0 s] volcano (a landscape)\n[2.0-5.0 s] goldfish (a fish)\n[5.0-8.0 s] airliner (an "
+        "aircraft), wing (now)\n\nQuestion: What animal did we see?",
+        "A goldfish, from 2.0 to 5.0 s.",
     ),
     (
-        "Seen so far:\n[0.0-2.5 s] teapot (a kitchen item), cup\n[2.5-6.0 s] mountain bike (a bicycle), helmet "
-        "(now)\n\nQuestion: Is there a bicycle?",
-        "Yes, a mountain bike, on screen now.",
+        "Seen so far:\n[0.0-3.0 s] hummingbird (a bird), jay (now)\n\nQuestion: What animal is on screen now?",
+        "A hummingbird.",
+    ),
+    (
+        "Seen so far:\n[0.0-2.5 s] teapot (a kitchen item), tray\n[2.5-6.0 s] canoe (a boat), boat paddle "
+        "(now)\n\nQuestion: Is there a boat?",
+        "Yes, a canoe, on screen now.",
     ),
 )
 
