@@ -8,14 +8,21 @@ the top half, so a test can check that a returned picture really is the frame it
 must contain, for the video module's tests and the app's alike. For the end-to-end tests: `served_studio` is the
 app launched in the test process for one module, `start_app_process` / `wait_until_serving` run `python app.py`
 as a separate process, and `chromium` is the system Chromium driven by Playwright.
+
+The whole run is isolated from the host (`pytest_configure`): Hub and Spaces variables are removed, the Hub is
+offline with an empty temporary cache, and CUDA is hidden, so a developer's token or GPU cannot change what passes;
+app processes started by the tests get the same environment. Under `CI` the browser tests cannot skip: a missing
+Chromium or Playwright fails them, and the summary says how many browser tests ran.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +40,18 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_CODE_BITS = 10  # frame numbers up to 1023 are written into synthetic frames
-CHROMIUM = Path("/usr/bin/chromium")
+# Where Chromium may be installed (Debian/Ubuntu names, Snap); an explicit path in one of these variables wins.
+CHROMIUM_PATH_VARIABLES = ("STUDIO_TEST_CHROMIUM", "PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH", "CHROME_PATH", "CHROME_BIN")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium")
+# Host settings that would let the run reach the Hub, act as a Space or push annotations. Every other STUDIO_*
+# variable is removed too, except the cache of converted packaged weights (converting takes ~15 s).
+HOST_VARIABLES = (
+    "SPACE_ID", "SPACE_HOST", "SPACE_AUTHOR_NAME", "SPACE_REPO_NAME", "SPACES_ZERO_GPU", "SYSTEM",
+    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER",
+    "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "GRADIO_SHARE",
+)  # fmt: skip
+KEPT_STUDIO_VARIABLES = {"STUDIO_CACHE_DIR", "STUDIO_TEST_CHROMIUM"}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -41,6 +59,73 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def isolated_environment(environ: dict[str, str] | None = None, hub_cache: Path | None = None) -> dict[str, str]:
+    """A copy of `environ` (default os.environ) without Hub, Spaces or studio settings from the host, offline, with
+    CUDA hidden and, when given, `hub_cache` as the Hugging Face home."""
+    env = dict(os.environ if environ is None else environ)
+    for name in list(env):
+        if name in HOST_VARIABLES or (name.startswith("STUDIO_") and name not in KEPT_STUDIO_VARIABLES):
+            del env[name]
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    if hub_cache is not None:
+        env.update(HF_HOME=str(hub_cache), HF_HUB_CACHE=str(hub_cache / "hub"), HF_XET_CACHE=str(hub_cache / "xet"))
+    return env
+
+
+_RUN_HF_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the whole run (this process, and app processes it starts) from the host before any test imports."""
+    global _RUN_HF_HOME
+    _RUN_HF_HOME = Path(tempfile.mkdtemp(prefix="studio-tests-hf-"))
+    isolated = isolated_environment(hub_cache=_RUN_HF_HOME)
+    for name in set(os.environ) - set(isolated):
+        del os.environ[name]
+    os.environ.update(isolated)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_HF_HOME is not None:
+        shutil.rmtree(_RUN_HF_HOME, ignore_errors=True)
+
+
+def _browser_reports(terminalreporter) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        reports = terminalreporter.stats.get(outcome, [])
+        # one count per test: its call report, or the setup report when the test never got to run
+        tests = {r.nodeid for r in reports if "browser" in getattr(r, "keywords", {})}
+        if tests:
+            counts[outcome] = len(tests)
+    return counts
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line that says how many browser tests ran, so a log shows they were not silently left out."""
+    counts = _browser_reports(terminalreporter)
+    line = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "none ran"
+    terminalreporter.write_line(f"browser tests: {line}", bold=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped browser test fails the run (they must run there, whatever made them skip)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and under_ci() and _browser_reports(reporter).get("skipped"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def frame_code_picture(frame_number: int, width: int, height: int) -> np.ndarray:
@@ -309,7 +394,7 @@ def start_app_process(data_dir: Path, port: int, *options: str, log_path: Path |
         return subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir), *options],
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**isolated_environment(), "PYTHONUNBUFFERED": "1"},  # the run's clean environment, re-checked
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -328,13 +413,57 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 1
     raise TimeoutError(f"{url} did not come up in {timeout_s} s")
 
 
+def find_chromium() -> Path | None:
+    """The installed Chromium: a path named by one of CHROMIUM_PATH_VARIABLES, a Chromium on PATH, a usual
+    install location, or the browser Playwright downloaded; None when there is none."""
+    for name in CHROMIUM_PATH_VARIABLES:
+        if os.environ.get(name):
+            return Path(os.environ[name])  # named explicitly: used as given, a wrong path fails loudly at launch
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    for path in CHROMIUM_PATHS:
+        if Path(path).exists():
+            return Path(path)
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            bundled = Path(playwright.chromium.executable_path)
+        return bundled if bundled.exists() else None
+    except Exception:  # Playwright missing or broken: no bundled browser to offer
+        return None
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip locally; under CI fail instead, so browser tests cannot disappear from a CI run."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI is set: browser tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def playwright_api() -> Any:
+    """playwright.sync_api, or a skip (a failure under CI) when Playwright is not installed."""
+    try:
+        import playwright.sync_api as sync_api
+    except ImportError:
+        skip_unless_ci("Playwright is not installed (pip install -r requirements-dev.txt)")
+    return sync_api
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """The system Chromium, headless, driven by Playwright for one test module (skipped without either)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"the system Chromium ({CHROMIUM}) is not installed")
+    """The installed Chromium, headless, driven by Playwright for one test module (see `find_chromium`). Without
+    either, skipped locally and failed under CI."""
+    sync_api = playwright_api()
+    executable = find_chromium()
+    if executable is None:
+        skip_unless_ci(
+            "Chromium is not installed (apt-get install chromium, or name it in "
+            f"{' / '.join(CHROMIUM_PATH_VARIABLES)})"
+        )
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         yield browser
         browser.close()

@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-playwright = pytest.importorskip("playwright.sync_api")
+from conftest import playwright_api
 
 REMARK = re.compile(r"\[\d\d:\d\d\.\d\]")
 
@@ -21,6 +20,7 @@ pytestmark = pytest.mark.browser
 
 def test_live_tab_comments_while_playing_and_a_remark_can_be_rated(chromium, served_studio):
     url, studio = served_studio
+    playwright = playwright_api()
     page = chromium.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     page.get_by_role("tab", name="Live").click()
