@@ -269,11 +269,14 @@ def test_overlay_keeps_frame_shape_and_marks_the_hot_region():
     assert np.array_equal(charts.overlay_image(frame, heat, alpha=0.0), frame)
 
 
-def test_overlay_survives_nans_and_out_of_range_values():
-    frame = np.zeros((20, 30, 3), np.uint8)
-    heat = np.array([[np.nan, 2.0], [-1.0, 0.5]])
-    out = charts.overlay_image(frame, heat)
+def test_overlay_shows_nans_as_no_attention_and_clips_out_of_range_values():
+    """A NaN cell looks like an unattended one (not a glitch colour); values past 0..1 look like 0 and 1."""
+    frame = np.full((20, 30, 3), 90, np.uint8)
+    out = charts.overlay_image(frame, np.array([[np.nan, 2.0], [-1.0, 0.5]]))
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, charts.overlay_image(frame, np.array([[0.0, 1.0], [0.0, 0.5]])))
+    nan_corner, hot_corner = out[0, 0].astype(int), out[0, -1].astype(int)
+    assert hot_corner.sum() > nan_corner.sum() + 100, "the attended corner stands out, the NaN corner does not"
 
 
 # ----------------------------------------------------------------------------------------------------------------
