@@ -32,7 +32,12 @@ class ModelUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What probing a video file tells us, before any frame is decoded."""
+    """What probing a video file tells us, before any frame is decoded.
+
+    duration_s, fps and num_frames describe the frames the file really holds. Some containers (edited MP4s, cut
+    WebMs) claim far more: `claimed_duration_s` is that claim when it exceeds the content, None when they agree,
+    so the UI can say "the container claims 2 h 50 min but holds 6.4 s".
+    """
 
     path: str
     duration_s: float
@@ -42,6 +47,7 @@ class VideoInfo:
     height: int
     codec: str = ""
     backend: str = ""  # "decord" | "pyav"
+    claimed_duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,15 @@ class EncodeParams:
     """How to sample and compress a video. Models read the fields that apply to them.
 
     num_frames: frames to sample uniformly (the fast pathway's frame count); fps: if set, sample at this rate
-    instead, capped at num_frames; token_budget: the global visual-token budget of a dynamic compressor.
+    instead, capped at num_frames; compressor: a key of `models.compression.COMPRESSORS` (one the model's spec
+    lists); budget_pct: the global visual-token budget as % of the model's `official` count for these frames
+    (10..100, and above 100 where the frames hold more tokens; `official` ignores it).
     """
 
     num_frames: int = 32
     fps: float | None = None
-    token_budget: int = 256
+    compressor: str = "official"
+    budget_pct: float = 100.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +128,8 @@ class TokenStats:
 
     slow_tokens / fast_tokens: counts over the whole video; per_frame_slow / per_frame_fast: one entry per sampled
     frame. native_tokens: what the same frames would cost without compression (for the compression ratio).
+    global_budget: the effective budget (sum of the clips' budgets); compressor / budget_pct: how it was set;
+    official_tokens: what the model's own rule would spend on these frames.
     """
 
     clips: list[ClipBudget] = field(default_factory=list)
@@ -129,6 +140,10 @@ class TokenStats:
     per_frame_fast: list[int] = field(default_factory=list)
     native_tokens: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    compressor: str = "official"
+    budget_pct: float = 100.0
+    official_tokens: int = 0  # what the checkpoint's own rule would feed the LLM for these frames
+    note: str = ""  # one honest line shown under the chart (e.g. "training-free: ...")
 
     @property
     def total_visual_tokens(self) -> int:

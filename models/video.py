@@ -11,7 +11,11 @@ the frame nearest the target, reusing the decoder position when the next target 
 pictures. PyAV is the primary backend: on a 10-minute 720p clip with a keyframe every 8 s it samples 64 frames in
 about 3% of the time a full decode takes, where decord's `get_batch` needs ~20% for the same keyframes and ~70%
 for the nearest frames (`bench/bench_sampling.py`). decord is the fallback when PyAV fails to decode a file, and
-can be forced with `backend="decord"`.
+can be forced with `backend="decord"`. Containers can claim more than they hold (an edited MP4's header or last
+sample, a cut WebM's Segment duration): probing checks the claim against where the frames really end (a whole MP4
+index for free, else one seek and a demux of the last packets) and plans over the content, keeping the claim in
+`VideoInfo.claimed_duration_s`; should decoding still run out early, the samples are planned again over what was
+decoded. One decoded frame is never returned as two samples.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
 import numpy as np
 
 from models.base import Frames, VideoError, VideoInfo
+from models.units import format_duration, format_fps, plural
 
 DEFAULT_NUM_FRAMES = 32
 BACKENDS = ("auto", "pyav", "decord")
@@ -152,14 +157,6 @@ def _format_bytes(size: float) -> str:
     return f"{size:.1f} GB"
 
 
-def _format_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    hours, rest = divmod(int(round(seconds)), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
 def _looks_like_mp4(path: str) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(8)
@@ -231,28 +228,74 @@ class _Metadata:
     start_pts: int
     keyframe_times: np.ndarray | None  # seconds from the stream start, ascending; None without a seek index
     frame_times: np.ndarray | None  # every frame's decode time, ascending (from the index, like keyframe_times)
+    claimed_duration_s: float | None = None  # the header's duration when it overstates the content
 
 
-def _read_index(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_pts: int, duration_s: float
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(keyframe times, all frame times), in seconds from the stream start and ascending, from the demuxer's seek
-    index; (None, None) without a complete index. Only MP4/MOV read a whole-file index from the header; other
-    formats (and fragmented MP4) fill theirs while reading, so a partial index would hide frames."""
+def _index_times(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_pts: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(every indexed frame's time in seconds from the stream start, whether it is a keyframe), in index order, when
+    the demuxer holds a whole-file index: MP4/MOV read theirs from the header, and it is whole when it lists as many
+    samples as the header counts. Other formats (and fragmented MP4) fill theirs while reading, so a partial index
+    would hide frames: None."""
     if "mp4" not in container.format.name:
-        return None, None
+        return None
     entries = stream.index_entries
     count = len(entries)
     if count == 0:
-        return None, None
+        return None
     stamps = np.empty(count, dtype=np.float64)
     is_key = np.empty(count, dtype=bool)
     for i, entry in enumerate(entries):
         stamps[i], is_key[i] = entry.timestamp, entry.is_keyframe
-    times = (stamps - start_pts) * float(stream.time_base)
+    return (stamps - start_pts) * float(stream.time_base), is_key
+
+
+def _read_index(
+    index: tuple[np.ndarray, np.ndarray] | None, duration_s: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(keyframe times, all frame times), ascending, from `_index_times`; (None, None) when the index does not
+    reach the end of the video or has no keyframe."""
+    if index is None:
+        return None, None
+    times, is_key = index
     if times.max() < duration_s - max(1.0, 0.05 * duration_s) or not is_key.any():
         return None, None
     return np.sort(times[is_key]), np.sort(times)
+
+
+def _typical_interval(times_s: np.ndarray) -> float:
+    """The usual gap between consecutive frame times (0 when there is no gap to measure)."""
+    gaps = np.diff(np.sort(times_s))
+    gaps = gaps[gaps > _SLACK_S]
+    return float(np.median(gaps)) if gaps.size else 0.0
+
+
+def _tail_times(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_pts: int, claimed_s: float
+) -> np.ndarray | None:
+    """Times (seconds from the stream start) of the packets from the last keyframe before `claimed_s` to the end
+    of the file, read without decoding: where the content really ends when the header may overstate it. One seek
+    and one group of pictures of demuxing; None when the demuxer cannot seek."""
+    time_base = float(stream.time_base)
+    try:
+        container.seek(start_pts + math.floor(claimed_s / time_base), stream=stream, backward=True)
+        stamps = [packet.pts for packet in container.demux(stream) if packet.pts is not None]
+    except av.error.FFmpegError:
+        stamps = []
+    try:
+        container.seek(start_pts, stream=stream, backward=True)
+    except av.error.FFmpegError:
+        return None
+    if not stamps:
+        return None
+    return (np.asarray(stamps, dtype=np.float64) - start_pts) * time_base
+
+
+def _claims_more(claimed_s: float, content_s: float, interval_s: float) -> bool:
+    """Whether a header's duration overstates the content by more than edit lists, B-frame delays and a last
+    frame's display time can explain."""
+    return claimed_s - content_s > max(0.5, 4 * interval_s, 0.02 * content_s)
 
 
 def _check_not_truncated(stream: av.video.stream.VideoStream, path: str) -> None:
@@ -292,8 +335,8 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
 
 def _duration_error(path: str, duration_s: float, limits: VideoLimits) -> VideoError:
     return VideoError(
-        f"{_name(path)} is {_format_duration(duration_s)} long; the longest accepted video is "
-        f"{_format_duration(limits.max_duration_s)} (the limit is set by STUDIO_MAX_VIDEO_SECONDS)."
+        f"{_name(path)} is {format_duration(duration_s)} long; the longest accepted video is "
+        f"{format_duration(limits.max_duration_s)} (the limit is set by STUDIO_MAX_VIDEO_SECONDS)."
     )
 
 
@@ -332,6 +375,12 @@ def _read_metadata(
     num_frames = stream.frames
     if duration_s <= 0 and num_frames and fps:
         duration_s = num_frames / fps
+    index = _index_times(container, stream, start_pts)
+    claimed_s = None
+    if duration_s > 0:
+        duration_s, fps, num_frames, claimed_s = _content_extent(
+            container, stream, start_pts, index, duration_s, fps, num_frames
+        )
     if duration_s > limits.max_duration_s:
         raise _duration_error(path, duration_s, limits)
     if duration_s <= 0:
@@ -345,7 +394,7 @@ def _read_metadata(
     if duration_s <= 0:
         # A single frame (or timestamps that do not move): give it one frame's worth of time.
         duration_s = num_frames / fps
-    keyframe_times, frame_times = _read_index(container, stream, start_pts, duration_s)
+    keyframe_times, frame_times = _read_index(index, duration_s)
     return _Metadata(
         duration_s=duration_s,
         fps=fps,
@@ -356,7 +405,41 @@ def _read_metadata(
         start_pts=start_pts,
         keyframe_times=keyframe_times,
         frame_times=frame_times,
+        claimed_duration_s=claimed_s,
     )
+
+
+def _content_extent(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    start_pts: int,
+    index: tuple[np.ndarray, np.ndarray] | None,
+    header_s: float,
+    fps: float,
+    num_frames: int,
+) -> tuple[float, float, int, float | None]:
+    """(duration, fps, frame count, claimed duration or None) of what the file really holds. Edited MP4s and cut
+    WebMs can carry a header (or a last-sample duration) hours longer than their frames; trusting it would plan
+    samples past the end. A whole MP4 index says where the frames end at no cost; other formats get one seek to
+    the claimed end and a demux of the packets after it."""
+    whole_index = index is not None and len(index[0]) == num_frames
+    times = index[0] if whole_index else _tail_times(container, stream, start_pts, header_s)
+    if times is None or times.size == 0:
+        return header_s, fps, num_frames, None
+    interval = _typical_interval(times) or (1.0 / fps if fps > 0 else 0.0)
+    content_s = float(times.max()) + interval
+    if whole_index and interval > 0 and not 0.8 < fps * content_s / num_frames < 1.25:
+        # The header's average rate is frames / header duration: a long last sample drags it towards 0 fps.
+        fps = num_frames / content_s
+    if not _claims_more(header_s, content_s, interval):
+        return header_s, fps, num_frames, None
+    if whole_index:
+        fps = num_frames / content_s
+    else:
+        if interval > 0 and not 0.8 < fps * interval < 1.25:
+            fps = 1.0 / interval
+        num_frames = 0  # the header's count, if any, came from the claim: recounted from the rate by the caller
+    return content_s, fps, num_frames, header_s
 
 
 def _display_rotation(frame: av.VideoFrame) -> int:
@@ -382,6 +465,7 @@ def _video_info(path: str, metadata: _Metadata, rotation: int, backend: str) -> 
         height=int(height),
         codec=metadata.codec,
         backend=backend,
+        claimed_duration_s=metadata.claimed_duration_s,
     )
 
 
@@ -391,6 +475,19 @@ def _decode_error(path: str, where_s: float | None, error: Exception) -> VideoEr
     return VideoError(
         f"{_name(path)} is damaged or incomplete: its video could not be decoded{where} ({detail}). Please try the "
         "original file again."
+    )
+
+
+def claim_note(info: VideoInfo) -> str | None:
+    """One sentence for the person who supplied the file when its container claims more than it holds (None when
+    they agree), e.g. "The file's header claims 2 h 50 min, but it holds 6.4 s of video (64 frames at 10 fps); the
+    samples cover those 6.4 s."."""
+    if info.claimed_duration_s is None:
+        return None
+    held = format_duration(info.duration_s)
+    return (
+        f"The file's header claims {format_duration(info.claimed_duration_s)}, but it holds {held} of video "
+        f"({plural(info.num_frames, 'frame')} at {format_fps(info.fps)}); the samples cover those {held}."
     )
 
 
@@ -443,7 +540,8 @@ class _PyAVDecoder:
         self._lookahead: av.VideoFrame | None = None
         self._position_s: float | None = None  # time of the last frame taken from the decoder
         self._last_time_s = -1.0 / metadata.fps
-        self._last_decoded: av.VideoFrame | None = None
+        self.latest_s: float | None = None  # the latest frame time decoded so far: the content reaches that far
+        self.last_gap_s = 0.0  # between the last two frames decoded in a row: at the end, the last frame's interval
 
     # -- low level
 
@@ -466,8 +564,11 @@ class _PyAVDecoder:
                 self._frames = self._iter_frames()
             frame = next(self._frames, None)
         if frame is not None:
-            self._position_s = self._last_time_s = self.frame_time(frame)
-            self._last_decoded = frame
+            frame_s = self.frame_time(frame)
+            if self._position_s is not None and frame_s > self._position_s:
+                self.last_gap_s = frame_s - self._position_s
+            self._position_s = self._last_time_s = frame_s
+            self.latest_s = self._position_s if self.latest_s is None else max(self.latest_s, self._position_s)
         return frame
 
     def _seek(self, time_s: float) -> None:
@@ -523,26 +624,30 @@ class _PyAVDecoder:
 
     def nearest(
         self, time_s: float, tolerance_s: float, after_s: float = -math.inf, seek: bool = True
-    ) -> av.VideoFrame:
+    ) -> av.VideoFrame | None:
         """The decoded frame nearest to `time_s` among those later than `after_s` (the previous target's frame), ties
-        going to the earlier one; `seek=False` decodes on from the current position whatever the distance."""
-        if seek and not self.can_continue_to(time_s):
-            self._seek_before(time_s, tolerance_s)
+        going to the earlier one; `seek=False` decodes on from the current position whatever the distance. None when
+        the stream ends without a frame later than `after_s`: one decoded frame is never handed out twice."""
+        # A variable frame rate can put the previous sample after this target: the first frame after it is wanted.
+        wanted_s = max(time_s, after_s)
+        if seek and not self.can_continue_to(wanted_s):
+            self._seek_before(wanted_s, tolerance_s)
         previous = None
         while True:
             frame = self._next()
-            if frame is None:  # end of stream: the last frame is the nearest
-                if previous is None and self._last_decoded is None:
+            if frame is None:  # end of stream: the last new frame (if any) is the nearest
+                if self.latest_s is None:
                     raise _decode_error(self.path, time_s, RuntimeError("no frame after seeking"))
-                return previous if previous is not None else self._last_decoded
+                return previous
             frame_s = self._position_s
+            if frame_s <= after_s + _SLACK_S:
+                continue
             if frame_s >= time_s:
                 if previous is not None and time_s - self.frame_time(previous) <= frame_s - time_s + _SLACK_S:
                     self._lookahead = frame  # the next target may want it
                     return previous
                 return frame
-            if frame_s > after_s + _SLACK_S:
-                previous = frame
+            previous = frame
 
     def _seek_before(self, time_s: float, tolerance_s: float) -> None:
         """Seek so that decoding starts at or before `time_s`. Formats without an index (or with a coarse one) can
@@ -597,8 +702,10 @@ def _plan(targets_s: np.ndarray, tolerances_s: np.ndarray, keyframe_times: np.nd
         modes = np.full(targets_s.shape, _EXACT)
         last_used = -np.inf
         for i, (target, tolerance) in enumerate(zip(targets_s, tolerances_s, strict=True)):
-            lo = np.searchsorted(keyframe_times, target - tolerance - _SLACK_S, side="left")
-            hi = np.searchsorted(keyframe_times, target + tolerance + _SLACK_S, side="right")
+            # Strictly inside the window: a keyframe on its edge is as near the neighbouring target, and taking it
+            # here would leave that target a frame further on (and a frame short at the end when every frame is asked).
+            lo = np.searchsorted(keyframe_times, target - tolerance + _SLACK_S, side="left")
+            hi = np.searchsorted(keyframe_times, target + tolerance - _SLACK_S, side="right")
             window = keyframe_times[lo:hi]
             window = window[window > last_used + _SLACK_S]
             if window.size:
@@ -607,8 +714,9 @@ def _plan(targets_s: np.ndarray, tolerances_s: np.ndarray, keyframe_times: np.nd
     return _Plan(targets_s, tolerances_s, modes, keyframes_s, exact)
 
 
-def _fetch(decoder: _PyAVDecoder, plan: _Plan, i: int, previous_s: float) -> av.VideoFrame:
-    """The frame for target `i`: a keyframe within tolerance where the plan allows one, else the nearest frame."""
+def _fetch(decoder: _PyAVDecoder, plan: _Plan, i: int, previous_s: float) -> av.VideoFrame | None:
+    """The frame for target `i`: a keyframe within tolerance where the plan allows one, else the nearest frame
+    later than the previous sample's; None when the stream holds no frame after `previous_s`."""
     target, tolerance, mode = plan.targets_s[i], plan.tolerances_s[i], plan.modes[i]
 
     def acceptable(frame: av.VideoFrame | None) -> bool:
@@ -654,8 +762,11 @@ def _sample_pyav(
     plan: _Plan,
     max_side: int | None,
     limits: VideoLimits,
+    replan: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, VideoInfo]:
-    """(pixels, timestamps, frame numbers, info) for the planned targets, decoded with PyAV."""
+    """(pixels, timestamps, frame numbers, info) for the planned targets, decoded with PyAV. Every sample is a
+    different decoded frame, later than the one before; `replan` raises `_ContentEnds` when the frames stop short
+    of the plan."""
     decoder = _PyAVDecoder(container, stream, metadata, path, frame_threads=plan.needs_runs)
     first = decoder.first_frame()
     first_s = decoder.frame_time(first)
@@ -672,11 +783,70 @@ def _sample_pyav(
     pixels = np.empty((len(plan.targets_s), out_height, out_width, 3), dtype=np.uint8)
     times = np.empty(len(plan.targets_s))
     previous_s = -np.inf
+    count = 0
     for i in range(len(plan.targets_s)):
         frame = _fetch(decoder, plan, i, previous_s)
+        if frame is None:  # no frame left after the previous sample
+            _check_content_end(metadata, decoder.latest_s, decoder.last_gap_s, plan.targets_s[i:], replan)
+            break  # the few frames left went to earlier targets (variable rate): fewer samples, none repeated
         times[i] = previous_s = decoder.frame_time(frame)
         pixels[i] = _to_rgb(reformatter, frame, coded_size, rotation)
+        count += 1
+    pixels, times = pixels[:count], times[:count]
     return pixels, times, _frame_numbers(times, metadata, first_s), info
+
+
+class _ContentEnds(Exception):
+    """The stream ended well before the duration the samples were planned over: plan again up to `end_s`."""
+
+    def __init__(self, end_s: float, interval_s: float):
+        super().__init__(f"the frames end at {end_s:.3f} s")
+        self.end_s = end_s
+        self.interval_s = interval_s  # the last frames' spacing: the real frame rate when the header's is not
+
+
+def _check_content_end(
+    metadata: _Metadata, last_frame_s: float | None, interval_s: float, targets_left: np.ndarray, replan: bool
+) -> None:
+    """Raise `_ContentEnds` when the frames stop before the targets still to fetch (the header overstated the
+    video in a way probing did not catch), so the samples are spread over the real content instead."""
+    if not replan or last_frame_s is None or not len(targets_left):
+        return
+    # The header's rate may come from the overstated duration (frames / claimed time): the observed spacing wins.
+    interval_s = min(interval_s, 1.0 / metadata.fps) if interval_s > 0 else 1.0 / metadata.fps
+    end_s = last_frame_s + interval_s
+    if targets_left[-1] > end_s and end_s < metadata.duration_s - interval_s:
+        raise _ContentEnds(end_s, interval_s)
+
+
+def _ended_at(metadata: _Metadata, ended: _ContentEnds) -> _Metadata:
+    """`metadata` for a video found, while decoding, to end at `ended.end_s`."""
+    end_s, interval_s = ended.end_s, ended.interval_s
+    claimed = metadata.claimed_duration_s
+    if claimed is None and _claims_more(metadata.duration_s, end_s, interval_s):
+        claimed = metadata.duration_s
+    frame_times = metadata.frame_times
+    keyframe_times = metadata.keyframe_times
+    fps = metadata.fps
+    if frame_times is not None:
+        frame_times = frame_times[frame_times < end_s]
+        num_frames = max(1, len(frame_times))
+        fps = num_frames / end_s
+    else:
+        if not 0.8 < fps * interval_s < 1.25:
+            fps = 1.0 / interval_s
+        num_frames = max(1, round(end_s * fps))
+    if keyframe_times is not None:
+        keyframe_times = keyframe_times[keyframe_times < end_s]
+    return replace(
+        metadata,
+        duration_s=end_s,
+        fps=fps,
+        num_frames=num_frames,
+        frame_times=frame_times,
+        keyframe_times=keyframe_times if keyframe_times is None or keyframe_times.size else None,
+        claimed_duration_s=claimed,
+    )
 
 
 def _frame_numbers(times_s: np.ndarray, metadata: _Metadata, first_s: float) -> np.ndarray:
@@ -706,6 +876,7 @@ def _sample_decord(
     plan: _Plan,
     max_side: int | None,
     limits: VideoLimits,
+    replan: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, VideoInfo]:
     """Like `_sample_pyav`, with decord: its own index gives frame numbers and keyframes."""
     try:
@@ -728,6 +899,7 @@ def _sample_decord(
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0, **resize)
         frame_times = reader.get_frame_timestamp(np.arange(len(reader)))[:, 0]
         frame_times = frame_times - frame_times.min()
+        _check_content_end(metadata, float(frame_times.max()), _typical_interval(frame_times), plan.targets_s, replan)
         keyframes = np.asarray(reader.get_key_indices(), dtype=int)
         keyframe_times = frame_times[keyframes] if keyframes.size else None
         plan = _plan(plan.targets_s, plan.tolerances_s, keyframe_times, plan.exact)  # decord's own index
@@ -737,10 +909,26 @@ def _sample_decord(
             else int(np.argmin(np.abs(frame_times - target)))
             for target, mode, keyframe in zip(plan.targets_s, plan.modes, plan.keyframes_s, strict=True)
         ]
+        indices = _distinct_increasing(indices, len(reader)).tolist()
         batch = reader.get_batch(indices).asnumpy()
     except (decord.DECORDError, RuntimeError) as error:
         raise _decode_error(path, None, error) from error
     return batch, frame_times[indices], np.asarray(indices, dtype=np.int64), info
+
+
+def _distinct_increasing(indices: list[int], total: int) -> np.ndarray:
+    """Frame numbers made strictly increasing by moving a repeated one to the next free neighbour (a variable frame
+    rate can make two targets' nearest frame the same one): never one frame as two samples."""
+    numbers = np.asarray(indices, dtype=np.int64)
+    if len(numbers) > total:
+        return np.unique(numbers)
+    for i in range(1, len(numbers)):
+        numbers[i] = max(numbers[i], numbers[i - 1] + 1)
+    if len(numbers):
+        numbers[-1] = min(numbers[-1], total - 1)
+    for i in range(len(numbers) - 2, -1, -1):
+        numbers[i] = min(numbers[i], numbers[i + 1] - 1)
+    return numbers
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -817,23 +1005,47 @@ def sample_frames(
     path = os.fspath(path)
     limits = limits or VideoLimits.from_env()
     _check_file(path, limits)
+    request = (num_frames, fps, max_frames, exact, backend, max_side, limits)
     with _open_container(path) as container:
         stream = _select_video_stream(container, path)
         metadata = _read_metadata(container, stream, path, limits)
-        targets = _requested_targets(metadata.duration_s, metadata.num_frames, num_frames, fps, max_frames, limits)
-        tolerances = target_tolerances(targets, metadata.duration_s)
-        plan = _plan(targets, tolerances, metadata.keyframe_times, exact)
-        if backend == "decord":
-            pixels, times, indices, info = _sample_decord(container, stream, metadata, path, plan, max_side, limits)
-        else:
-            try:
-                pixels, times, indices, info = _sample_pyav(container, stream, metadata, path, plan, max_side, limits)
-            except VideoError as error:
-                if backend == "pyav" or not _decord_available() or not _is_decode_failure(error):
-                    raise
-                pixels, times, indices, info = _sample_decord(
-                    container, stream, metadata, path, plan, max_side, limits
-                )
+        try:
+            return _sample_once(container, stream, metadata, path, *request, replan=True)
+        except _ContentEnds as ended:
+            # The frames stopped short of the header's duration: spread the samples over what the file holds.
+            metadata = _ended_at(metadata, ended)
+    with _open_container(path) as container:  # afresh: the first decoder is at the end of the stream
+        stream = _select_video_stream(container, path)
+        return _sample_once(container, stream, metadata, path, *request, replan=False)
+
+
+def _sample_once(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    metadata: _Metadata,
+    path: str,
+    num_frames: int | None,
+    fps: float | None,
+    max_frames: int | None,
+    exact: bool,
+    backend: str,
+    max_side: int | None,
+    limits: VideoLimits,
+    replan: bool,
+) -> Frames:
+    targets = _requested_targets(metadata.duration_s, metadata.num_frames, num_frames, fps, max_frames, limits)
+    tolerances = target_tolerances(targets, metadata.duration_s)
+    plan = _plan(targets, tolerances, metadata.keyframe_times, exact)
+    args = (container, stream, metadata, path, plan, max_side, limits, replan)
+    if backend == "decord":
+        pixels, times, indices, info = _sample_decord(*args)
+    else:
+        try:
+            pixels, times, indices, info = _sample_pyav(*args)
+        except VideoError as error:
+            if backend == "pyav" or not _decord_available() or not _is_decode_failure(error):
+                raise
+            pixels, times, indices, info = _sample_decord(*args)
     return Frames(pixels=pixels, indices=indices, timestamps_s=times.astype(np.float64), info=info)
 
 
