@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,8 +56,48 @@ def on_zero_gpu() -> bool:
     return bool(os.environ.get("SPACES_ZERO_GPU")) and importlib.util.find_spec("spaces") is not None
 
 
-def _gpu_task(duration: int):
-    """`spaces.GPU(duration=...)` on ZeroGPU Spaces, a no-op elsewhere."""
+# ZeroGPU queues and bills a call by the seconds it asks for, and kills it when they run out (mid-answer), so each
+# call asks for what its work needs: a fixed cost (GPU attach, weights in, warm-up) plus per-frame tower time,
+# prefill and per-token decode. Estimates for the 7B checkpoint in bf16, on the generous side; clamped to ZeroGPU's
+# range.
+GPU_FIXED_S = 15.0
+GPU_S_PER_FRAME = 0.4  # vision tower at 576 px, per sampled frame
+GPU_PREFILL_TOKENS_PER_S = 4000.0  # prompt + visual tokens read before the first answer token
+GPU_S_PER_NEW_TOKEN = 0.06  # one decode step, hybrid cross-attention included
+GPU_ATTENTION_FACTOR = 1.3  # recording the question's cross-attention maps
+GPU_MIN_S, GPU_MAX_S = 30, 300
+
+
+def gpu_seconds(*, frames: int = 0, prompt_tokens: int = 0, new_tokens: int = 0, attention: bool = False) -> int:
+    """Seconds to ask ZeroGPU for: encoding `frames` frames, or reading `prompt_tokens` and writing up to
+    `new_tokens` (with the attention maps when `attention`)."""
+    work = frames * GPU_S_PER_FRAME + prompt_tokens / GPU_PREFILL_TOKENS_PER_S + new_tokens * GPU_S_PER_NEW_TOKEN
+    if attention:
+        work *= GPU_ATTENTION_FACTOR
+    return int(min(GPU_MAX_S, max(GPU_MIN_S, math.ceil(GPU_FIXED_S + work))))
+
+
+def _encode_seconds(model_name: str, pixel_values: torch.Tensor, *args: object, **kwargs: object) -> int:
+    """ZeroGPU calls this with `_encode_on_device`'s own arguments."""
+    return gpu_seconds(frames=int(pixel_values.shape[0]))
+
+
+def _generate_seconds(
+    model_name: str, prompt: TokenizedPrompt, video: VideoTokens | None, params: GenerationParams, *args, **kwargs
+) -> int:
+    """ZeroGPU calls this with `_generate_on_device`'s own arguments (the last one: want_attention)."""
+    want_attention = bool(args[0] if args else kwargs.get("want_attention", False))
+    visual = 0 if video is None else int(video.fast_tokens.shape[0]) + int(video.slow_tokens.shape[0])
+    return gpu_seconds(
+        prompt_tokens=len(prompt.input_ids) + visual,
+        new_tokens=int(params.max_new_tokens),
+        attention=want_attention and video is not None,
+    )
+
+
+def _gpu_task(duration: int | Callable[..., int]):
+    """`spaces.GPU(duration=...)` on ZeroGPU Spaces, a no-op elsewhere. A callable duration gets the wrapped
+    function's arguments and returns the seconds for that call."""
 
     def decorate(function):
         if not on_zero_gpu():
@@ -68,14 +109,14 @@ def _gpu_task(duration: int):
     return decorate
 
 
-@_gpu_task(duration=120)
+@_gpu_task(duration=_encode_seconds)
 def _encode_on_device(model_name: str, pixel_values: torch.Tensor) -> VideoTokens:
     adapter = _LIVE[model_name]
     video = adapter.model.encode_video(pixel_values, frames_per_chunk=adapter.frames_per_chunk)
     return video.to("cpu") if on_zero_gpu() else video  # CUDA tensors must not leave a ZeroGPU task
 
 
-@_gpu_task(duration=120)
+@_gpu_task(duration=_generate_seconds)
 def _generate_on_device(
     model_name: str, prompt: TokenizedPrompt, video: VideoTokens | None, params: GenerationParams, want_attention: bool
 ) -> Iterator[tuple[str, object]]:
