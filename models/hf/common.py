@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -104,8 +105,11 @@ def resolve_folder(repo_or_path: str) -> Path:
         return path
     from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(repo_or_path))
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:  # read the cache location and offline flag now: huggingface_hub reads them once, at import
+        return Path(
+            snapshot_download(repo_or_path, cache_dir=os.environ.get("HF_HUB_CACHE"), local_files_only=offline)
+        )
     except Exception as error:  # offline, gated or a typo: all mean "cannot run here"
         raise ModelUnavailableError(
             f"{repo_or_path} is not a local folder and could not be fetched from the Hugging Face hub "
