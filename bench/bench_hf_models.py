@@ -70,8 +70,9 @@ def measured() -> list[str]:
         second = collect(model.stream(context, history, "And then?", GenerationParams(max_new_tokens=4), False))
         lines.append(
             f"{family:16s} follow-up turn: prefill fed {model.cache_stats['fed_tokens']} of {second.prompt_tokens} "
-            f"tokens, {second.timings_s['prefill'] * 1000:.1f} ms vs first turn {first.timings_s['prefill'] * 1000:.1f}"
-            f" ms ({second.timings_s['prefill'] / first.timings_s['prefill']:.2f}x)"
+            f"tokens, {second.timings_s['prefill'] * 1000:.1f} ms vs first turn "
+            f"{first.timings_s['prefill'] * 1000:.1f} ms "
+            f"({second.timings_s['prefill'] / first.timings_s['prefill']:.2f}x)"
         )
     return lines
 
@@ -81,7 +82,7 @@ def analytic() -> list[str]:
     for name, (per_frame, params, layers, hidden) in REAL.items():
         official = int(per_frame(32) * 32)
 
-        def flops(tokens: int) -> float:
+        def flops(tokens: int, params=params, layers=layers, hidden=hidden) -> float:
             total = tokens + 40
             return 2 * params * total + 4 * layers * hidden * total**2
 
