@@ -2,16 +2,24 @@
 
 Each entry names a loader by import path, so picking one model never imports the others. Loading is lazy and
 cached per process. `availability(name)` says whether an entry can run on this machine and, if not, why; the UI
-shows unavailable entries disabled with that reason instead of hiding them.
+shows unavailable entries disabled with that reason instead of hiding them. Each entry lists the compressors it
+supports (`models.compression.COMPRESSORS` keys, the default first).
+
+Local checkpoints: `register_local_model(path)` adds a downloaded model folder, its family read from the
+`model_type` in its `config.json` (see `LOCAL_FAMILIES`); `load_local_models_from_env()` registers the folders
+named in `STUDIO_LOCAL_MODELS` (os.pathsep-separated, each `path` or `name=path`) and in the JSON or TOML file
+named by `STUDIO_MODELS_FILE`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models.base import EncodeParams, ModelUnavailableError, VideoLLM
@@ -24,6 +32,10 @@ class ModelSpec:
     defaults: EncodeParams
     needs: frozenset[str]  # subset of {"cpu", "gpu", "offline", "hub"}
     kwargs: dict[str, Any] = field(default_factory=dict)
+    compressors: tuple[str, ...] = ("official",)  # keys of models.compression.COMPRESSORS; the first is the default
+
+
+TOKEN_COMPRESSORS = ("official", "uniform", "dynamic")
 
 
 DEFAULT_MODEL = "slowfast-lite"
@@ -33,8 +45,9 @@ MODELS: dict[str, ModelSpec] = {
         loader="models.lite.model:load",
         description="Embedded default: EfficientNet-Lite0 labels in slow/fast pathways, LangDC-style per-clip "
         "budgets written as language, answered by SmolLM2-135M-Instruct. Runs offline on a CPU.",
-        defaults=EncodeParams(num_frames=32, fps=2.0, token_budget=192),
+        defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"cpu", "offline"}),
+        compressors=TOKEN_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f64-s1t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -42,6 +55,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=64),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame64-s1t4"},
+        compressors=TOKEN_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f96-s1t6": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -49,6 +63,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=96),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame96-s1t6"},
+        compressors=TOKEN_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f128-s2t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -56,6 +71,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=128),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame128-s2t4"},
+        compressors=TOKEN_COMPRESSORS,
     ),
 }
 
@@ -112,3 +128,136 @@ def load_model(name: str) -> VideoLLM:
         model = loader(name=name, **spec.kwargs)
         _loaded[name] = model
         return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local checkpoints
+
+
+@dataclass(frozen=True)
+class LocalFamily:
+    """How to run a model folder whose config.json has a given `model_type`."""
+
+    loader: str  # "package.module:function", called with name=..., repo_id=<folder>, **kwargs
+    label: str
+    compressors: tuple[str, ...] = ("official",)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# model_type -> family. The HF-models work (models/hf/) adds its families here, e.g.
+#   "qwen2_5_vl": LocalFamily("models.hf.loader:load", "Qwen2.5-VL", (...)),
+#   "llava_onevision": LocalFamily(...), "smolvlm": LocalFamily(...).
+LOCAL_FAMILIES: dict[str, LocalFamily] = {
+    "llava_qwen_slow_fast": LocalFamily(
+        loader="models.slowfast.loader:load",
+        label="Slow-Fast Video MLLM",
+        compressors=TOKEN_COMPRESSORS,
+        kwargs={"device": "auto"},
+    ),
+}
+GPU_WEIGHTS_BYTES = 2 * 1024**3  # above this a local model is marked as needing a GPU
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+class LocalModelError(ValueError):
+    """A local model folder cannot be registered; the message says why and what would work."""
+
+
+def _weights_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def _read_model_type(folder: Path) -> str:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise LocalModelError(f"{folder} has no config.json; point at the folder that holds the model's config.json")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LocalModelError(f"{config} is not valid JSON ({error})") from error
+    if model_type not in LOCAL_FAMILIES:
+        supported = ", ".join(f"{key} ({family.label})" for key, family in LOCAL_FAMILIES.items())
+        raise LocalModelError(
+            f"{folder} holds a model of type {model_type!r}, which the studio cannot run; supported types: {supported}"
+        )
+    return model_type
+
+
+def register_local_model(path: str | os.PathLike, name: str | None = None) -> str:
+    """Register the model folder at `path` and return its registry name (the folder name unless `name` is given).
+
+    Registering the same folder again returns the same name; a name taken by another model is refused.
+    """
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise LocalModelError(f"no model folder at {path}")
+    model_type = _read_model_type(folder)
+    family = LOCAL_FAMILIES[model_type]
+    name = name or folder.name
+    size = _weights_bytes(folder)
+    spec = ModelSpec(
+        loader=family.loader,
+        description=f"{family.label} from the local folder {folder} ({size / 1e9:.2f} GB of weights).",
+        defaults=EncodeParams(num_frames=_training_frames(folder) or 32),
+        needs=frozenset({"gpu" if size > GPU_WEIGHTS_BYTES else "cpu", "offline"}),
+        kwargs={**family.kwargs, "repo_id": str(folder)},
+        compressors=family.compressors,
+    )
+    with _lock:
+        existing = MODELS.get(name)
+        if existing is not None and existing.kwargs.get("repo_id") != str(folder):
+            raise LocalModelError(f"the name {name!r} is taken by another model; pass another name")
+        MODELS[name] = spec
+    return name
+
+
+def _training_frames(folder: Path) -> int | None:
+    frames = json.loads((folder / "config.json").read_text()).get("mm_training_video_frames")
+    return int(frames) if isinstance(frames, int) and frames > 0 else None
+
+
+def _entries_from_file(path: Path) -> list[tuple[str | None, str]]:
+    """(name, path) pairs from a JSON or TOML file: {"models": [{"path": ..., "name": ...}]} or {name: path}."""
+    if not path.is_file():
+        raise LocalModelError(f"STUDIO_MODELS_FILE points at {path}, which does not exist")
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError as error:  # Python 3.10
+            raise LocalModelError("TOML model files need Python 3.11+; use a .json file instead") from error
+        data = tomllib.loads(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise LocalModelError(f"{path} is not valid JSON ({error})") from error
+    items = data.get("models", data) if isinstance(data, dict) else data
+    pairs: list[tuple[str | None, str]] = []
+    if isinstance(items, dict):
+        pairs = [(str(key), str(value)) for key, value in items.items()]
+    elif isinstance(items, list):
+        for item in items:
+            if isinstance(item, str):
+                pairs.append((None, item))
+            elif isinstance(item, dict) and "path" in item:
+                pairs.append((item.get("name"), str(item["path"])))
+            else:
+                raise LocalModelError(f"{path}: each model needs a 'path' (and optionally a 'name'), got {item!r}")
+    else:
+        raise LocalModelError(f"{path}: expected a list of models or a name -> path table")
+    # relative paths are relative to the file, so a config can sit next to its checkpoints
+    return [(name, str((path.parent / Path(p).expanduser()).resolve())) for name, p in pairs]
+
+
+def load_local_models_from_env(environ: dict[str, str] | None = None) -> list[str]:
+    """Register the folders in STUDIO_LOCAL_MODELS and STUDIO_MODELS_FILE; returns their registry names."""
+    environ = os.environ if environ is None else environ
+    entries: list[tuple[str | None, str]] = []
+    for item in environ.get("STUDIO_LOCAL_MODELS", "").split(os.pathsep):
+        if item.strip():
+            name, sep, folder = item.strip().partition("=")
+            entries.append((name, folder) if sep else (None, name))
+    if environ.get("STUDIO_MODELS_FILE"):
+        entries += _entries_from_file(Path(environ["STUDIO_MODELS_FILE"]).expanduser())
+    return [register_local_model(folder, name) for name, folder in entries]

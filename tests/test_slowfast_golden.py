@@ -40,7 +40,7 @@ def run_case(case: str) -> dict:
     folder = GOLDEN / case
     model = SlowFastForCausalLM.from_pretrained(folder / "checkpoint")
     inputs = load_file(folder / "inputs.safetensors")
-    video = model.encode_video(inputs["video"])
+    video = model.encode_video(inputs["video"], compressor="official")  # through models.compression
     prompt = model.embed_prompt(inputs["input_ids"], video.fast_tokens)
     with torch.inference_mode():
         logits = model(prompt.inputs_embeds, memory=model.memory_for(prompt, video))[0]

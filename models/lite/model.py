@@ -29,7 +29,14 @@ from models.base import (
     TokenStats,
     VisualContext,
 )
-from models.lite.compressor import CompressorSettings, FrameEvidence, compress, uncompressed_tokens
+from models.compression import CompressionPlan, check_compressor
+from models.lite.compressor import (
+    OFFICIAL_BUDGET,
+    CompressorSettings,
+    FrameEvidence,
+    compress,
+    uncompressed_tokens,
+)
 from models.lite.expert import VisualExpert
 from models.lite.labels import class_groups, class_names
 from models.lite.llm import Generated, SmolLM
@@ -37,6 +44,18 @@ from models.lite.prompt import build_messages, timeline_text
 from models.lite.relevance import ClipMatcher
 
 THUMBNAIL_HEIGHT = 96
+COMPRESSORS = ("official", "uniform", "dynamic")
+
+
+def _note(plan: CompressionPlan) -> str:
+    """One line under the chart: the budget in language tokens and that no compressor here was trained."""
+    if plan.compressor == "official":
+        return f"language tokens: the default's own rule, per-clip budgets by content at {OFFICIAL_BUDGET} tokens"
+    rule = "per-clip budgets by content" if plan.compressor == "dynamic" else "equal-length clips at a fixed rate"
+    return (
+        f"language tokens: {rule} at {plan.budget_pct:g}% of {OFFICIAL_BUDGET} = {plan.global_budget} tokens "
+        "(training-free; a clip's line may use less than its budget)"
+    )
 
 
 @dataclass
@@ -74,13 +93,18 @@ class LiteVideoLLM:
         started = time.perf_counter()
         evidence, cams = self.expert.analyse(frames.pixels, frames.timestamps_s, frames.info.duration_s)
         expert_s = time.perf_counter() - started
-        clips, per_frame_fast, per_frame_slow = compress(
-            evidence, params.token_budget, self.llm.count_tokens, self.settings
+        check_compressor(params.compressor, COMPRESSORS)
+        plan, clips, per_frame_fast, per_frame_slow = compress(
+            evidence, self.llm.count_tokens, self.settings, params.compressor, params.budget_pct
         )
         timeline = timeline_text(clips, frames.info.duration_s)
         stats = TokenStats(
             clips=clips,
-            global_budget=params.token_budget,
+            global_budget=plan.effective_budget,
+            compressor=plan.compressor,
+            budget_pct=plan.budget_pct,
+            official_tokens=OFFICIAL_BUDGET,
+            note=_note(plan),
             slow_tokens=sum(per_frame_slow),
             fast_tokens=sum(per_frame_fast),
             per_frame_slow=per_frame_slow,

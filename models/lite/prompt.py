@@ -23,9 +23,9 @@ TEXT_ONLY_SYSTEM = "You are a helpful assistant. Answer briefly."
 # separate one per turn (the model then copied the last example's sentence shape).
 TOY_TIMELINE = (
     "Video timeline (20.0 s):\n"
-    "[0.0-4.5 s] sports car (a car), convertible the camera moves\n"
+    "[0.0-4.5 s] sports car (a car), convertible; the camera moves\n"
     "[4.5-6.0 s] same scene\n"
-    "[6.0-10.0 s] golden retriever (a dog), Labrador retriever detail: tennis ball at bottom\n"
+    "[6.0-10.0 s] golden retriever (a dog), Labrador retriever; detail: tennis ball at bottom\n"
     "[10.0-14.0 s] pizza (a food)\n"
     "[14.0-20.0 s] airliner (an aircraft), wing"
 )

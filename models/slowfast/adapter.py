@@ -35,6 +35,7 @@ from models.base import (
     VideoError,
     VisualContext,
 )
+from models.compression import check_compressor
 from models.slowfast.generation import generate
 from models.slowfast.modeling import PromptInputs, SlowFastForCausalLM, VideoTokens
 from models.slowfast.preprocessing import normalize, resize_short_side_and_crop, thumbnails
@@ -46,9 +47,13 @@ from models.slowfast.prompting import (
     sanitize_user_text,
     tokenize_with_placeholder,
 )
-from models.slowfast.tokens import fast_tokens_per_frame
 
 logger = logging.getLogger(__name__)
+COMPRESSORS = ("official", "uniform", "dynamic")
+TRAINING_FREE_NOTE = (
+    "training-free: the checkpoint was trained with its official fast tokens, not with {what}; "
+    "answers may degrade in ways the official rule would not show"
+)
 _LIVE: dict[str, SlowFastVideoLLM] = {}  # name -> adapter, for the GPU functions below
 
 
@@ -110,9 +115,17 @@ def _gpu_task(duration: int | Callable[..., int]):
 
 
 @_gpu_task(duration=_encode_seconds)
-def _encode_on_device(model_name: str, pixel_values: torch.Tensor) -> VideoTokens:
+def _encode_on_device(
+    model_name: str, pixel_values: torch.Tensor, compressor: str, budget_pct: float, timestamps_s: list[float]
+) -> VideoTokens:
     adapter = _LIVE[model_name]
-    video = adapter.model.encode_video(pixel_values, frames_per_chunk=adapter.frames_per_chunk)
+    video = adapter.model.encode_video(
+        pixel_values,
+        frames_per_chunk=adapter.frames_per_chunk,
+        compressor=compressor,
+        budget_pct=budget_pct,
+        timestamps_s=timestamps_s,
+    )
     return video.to("cpu") if on_zero_gpu() else video  # CUDA tensors must not leave a ZeroGPU task
 
 
@@ -150,6 +163,20 @@ def _question_rows(prompt: TokenizedPrompt, inputs: PromptInputs, video: VideoTo
     rows = [assembled_position(p, prompt.placeholder_index, num_fast) for p in prompt.question_positions]
     rows = [row for row in rows if row < inputs.token_types.shape[0]]
     return rows if len(rows) == len(prompt.question_positions) and rows else inputs.text_rows.tolist()
+
+
+def _note(plan, grid_tokens: int) -> str:
+    """One honest line for the chart: what the fast tokens are and whether the checkpoint ever saw such input."""
+    if plan.compressor == "official":
+        return "official fast tokens: the rule the checkpoint was trained with; slow tokens are never compressed"
+    what = f"{plan.compressor} merging at {plan.budget_pct:g}% of its {plan.official_tokens} fast tokens"
+    note = TRAINING_FREE_NOTE.format(what=what)
+    if plan.effective_budget < plan.global_budget:
+        note += (
+            f"; the budget of {plan.global_budget} exceeds the {grid_tokens} tokens these frames hold, so "
+            f"{plan.effective_budget} were used"
+        )
+    return note
 
 
 class SlowFastVideoLLM:
@@ -192,19 +219,27 @@ class SlowFastVideoLLM:
                 "answers may be worse (the official demos always sample exactly that many)",
                 stacklevel=2,
             )
+        check_compressor(params.compressor, COMPRESSORS)
         start = time.perf_counter()
         crops = resize_short_side_and_crop(frames.pixels, self.model.config.image_size)  # (T, 3, S, S) uint8
-        video = _encode_on_device(self.name, normalize(crops))
+        timestamps = [float(t) for t in frames.timestamps_s]
+        video = _encode_on_device(self.name, normalize(crops), params.compressor, params.budget_pct, timestamps)
         grid = self.model.config.image_size // 32
         slow_per_frame = video.slow_grid[0] * video.slow_grid[1]
+        plan = video.compression
         stats = TokenStats(
-            global_budget=video.plan.num_fast_tokens,
+            clips=plan.to_clip_budgets(timestamps, frames.info.duration_s),
+            global_budget=plan.effective_budget,
             slow_tokens=num_frames * slow_per_frame,
-            fast_tokens=video.plan.num_fast_tokens,
+            fast_tokens=int(video.fast_tokens.shape[0]),
             per_frame_slow=[slow_per_frame] * num_frames,
-            per_frame_fast=fast_tokens_per_frame(video.plan, num_frames),
+            per_frame_fast=list(video.fast_per_frame),
             native_tokens=num_frames * grid * grid,  # the tower's own grid, before any pooling
             timings_s={"encode": time.perf_counter() - start},
+            compressor=plan.compressor,
+            budget_pct=plan.budget_pct,
+            official_tokens=video.plan.num_fast_tokens,
+            note=_note(plan, num_frames * slow_per_frame),
         )
         return VisualContext(
             model_name=self.name,

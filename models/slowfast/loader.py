@@ -38,7 +38,8 @@ def load(
 ) -> SlowFastVideoLLM:
     """Load a Slow-Fast checkpoint (hub id or folder) for the studio.
 
-    device: None means "cuda" and refuses to run without it; pass "cpu" to run anyway (fp32, very slow for 7B).
+    device: None means "cuda" and refuses to run without it; pass "cpu" to run anyway (fp32, very slow for 7B);
+    "auto" means CUDA when there is one, else CPU (the registry's choice for small local checkpoints).
     dtype: "float16" (the official inference dtype) or "bfloat16" on CUDA; CPU always uses float32.
     """
     import torch
@@ -46,6 +47,8 @@ def load(
     from models.slowfast.checkpoint import CheckpointError, resolve_folder
     from models.slowfast.modeling import SlowFastForCausalLM
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device is None:
         if not torch.cuda.is_available():
             raise ModelUnavailableError(

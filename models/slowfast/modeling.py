@@ -21,7 +21,8 @@ slow tokens (a text-only conversation) a hybrid layer is exactly a Qwen2 layer. 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -40,11 +41,19 @@ from transformers.models.qwen2.modeling_qwen2 import (
 )
 from transformers.utils import is_flash_attn_2_available
 
+from models.compression import CompressedTokens, CompressionPlan, compress
 from models.slowfast import checkpoint
 from models.slowfast.config import SlowFastConfig
 from models.slowfast.convnext import ConvNextVisionTower
 from models.slowfast.prompting import IMAGE_TOKEN_INDEX
-from models.slowfast.tokens import FastTokenPlan, make_fast_tokens, maps_to_tokens, pool_frame_maps
+from models.slowfast.tokens import (
+    FastTokenPlan,
+    fast_tokens_per_frame,
+    make_fast_tokens,
+    maps_to_tokens,
+    official_fast_plan,
+    pool_frame_maps,
+)
 
 TEXT_TOKEN, FAST_TOKEN = 1, 3  # the official token types (2 = supervised text and 4 = padding occur in training)
 
@@ -52,18 +61,20 @@ TEXT_TOKEN, FAST_TOKEN = 1, 3  # the official token types (2 = supervised text a
 @dataclass
 class VideoTokens:
     """One encoded video. fast_tokens (Nf, d) go into the LLM sequence; slow_tokens (Nv, d) are the hybrid layers'
-    cross-attention memory; slow_grid is the (h, w) of one frame's slow tokens (9x9 at 576 px)."""
+    cross-attention memory; slow_grid is the (h, w) of one frame's slow tokens (9x9 at 576 px). plan: the official
+    fast-token rule for these frames (its count is the 100% budget); compression: the compressor's plan (clips and
+    budgets); fast_per_frame: how many fast tokens come from each frame."""
 
     fast_tokens: torch.Tensor
     slow_tokens: torch.Tensor
     slow_grid: tuple[int, int]
     plan: FastTokenPlan
     num_frames: int
+    compression: CompressionPlan | None = None
+    fast_per_frame: list[int] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> VideoTokens:
-        return VideoTokens(
-            self.fast_tokens.to(device), self.slow_tokens.to(device), self.slow_grid, self.plan, self.num_frames
-        )
+        return replace(self, fast_tokens=self.fast_tokens.to(device), slow_tokens=self.slow_tokens.to(device))
 
 
 @dataclass
@@ -289,8 +300,20 @@ class SlowFastForCausalLM(nn.Module):
         return self.lm_head(hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states)
 
     @torch.inference_mode()
-    def encode_video(self, pixel_values: torch.Tensor, frames_per_chunk: int | None = None) -> VideoTokens:
-        """Preprocessed frames (T, 3, H, W) -> fast and slow tokens in LLM embedding space."""
+    def encode_video(
+        self,
+        pixel_values: torch.Tensor,
+        frames_per_chunk: int | None = None,
+        compressor: str = "official",
+        budget_pct: float = 100.0,
+        timestamps_s: Sequence[float] | None = None,
+    ) -> VideoTokens:
+        """Preprocessed frames (T, 3, H, W) -> fast and slow tokens in LLM embedding space.
+
+        The fast tokens go through `compressor` (models.compression.COMPRESSORS): `official` is the checkpoint's
+        own rule (bit-identical to the released model); `uniform` / `dynamic` merge the pooled frame maps down to
+        `budget_pct` % of the official count. Slow tokens are never compressed.
+        """
         config = self.config
         pixel_values = pixel_values.to(self.device, self.dtype)
         feature_maps = self.model.vision_tower(pixel_values, frames_per_chunk)  # (T, Cv, H/32, W/32)
@@ -298,19 +321,33 @@ class SlowFastForCausalLM(nn.Module):
         features = self.model.mm_projector(feature_maps.flatten(2).transpose(1, 2))  # (T, H*W, d), per patch
         frame_maps = features.transpose(1, 2).reshape(num_frames, -1, height, width)  # (T, d, H, W)
         frame_maps = pool_frame_maps(frame_maps, config.mm_video_pooling_stride)  # (T, d, h, w)
-        fast_tokens, plan = make_fast_tokens(
-            frame_maps,
+        strides = dict(
             sampling_stride=config.fast_token_temporal_sampling_stride,
             temporal_stride=config.fast_token_temporal_stride,
             spatial_stride=config.fast_token_spatial_stride,
             min_fast_frames=config.num_min_fast_frames,
         )
+        plan = official_fast_plan(num_frames, frame_maps.shape[2], frame_maps.shape[3], **strides)
+
+        def official_rule(grids: torch.Tensor) -> CompressedTokens:
+            # the released rule on the frame maps themselves (not a re-permuted copy): bit-identical fast tokens
+            tokens, official = make_fast_tokens(frame_maps, **strides)
+            return _official_compressed(
+                tokens, official, num_frames, frame_maps.shape[3] // config.fast_token_spatial_stride
+            )
+
+        grids = frame_maps.permute(0, 2, 3, 1)  # (T, h, w, d)
+        compressed, compression = compress(
+            compressor, grids, timestamps_s, budget_pct, plan.num_fast_tokens, official=official_rule
+        )
         return VideoTokens(
-            fast_tokens=fast_tokens,
+            fast_tokens=compressed.tokens,
             slow_tokens=maps_to_tokens(frame_maps),
             slow_grid=(frame_maps.shape[2], frame_maps.shape[3]),
             plan=plan,
             num_frames=num_frames,
+            compression=compression,
+            fast_per_frame=list(compressed.per_frame_counts),
         )
 
     @torch.inference_mode()
@@ -404,6 +441,18 @@ class SlowFastForCausalLM(nn.Module):
             model.lm_head.weight = model.model.embed_tokens.weight
         model.model.rotary_emb = Qwen2RotaryEmbedding(config).to(device)  # its buffers were left on "meta"
         return model.eval().requires_grad_(False)
+
+
+def _official_compressed(tokens: torch.Tensor, plan: FastTokenPlan, num_frames: int, width: int) -> CompressedTokens:
+    """The official fast tokens as a compressor's output: a fast token belongs to the first frame of its window,
+    and per-frame counts are the windows' shares (`fast_tokens_per_frame`), as the charts have always shown."""
+    per_fast_frame = plan.tokens_per_fast_frame
+    index = torch.arange(per_fast_frame, device=tokens.device)
+    first = torch.tensor([window[0] for window in plan.windows], dtype=torch.long, device=tokens.device)
+    frame_of_token = first.repeat_interleave(per_fast_frame)
+    cells = index.repeat(len(plan.windows))
+    positions = torch.stack([frame_of_token, cells // width, cells % width], dim=1)
+    return CompressedTokens(tokens, frame_of_token, positions, fast_tokens_per_frame(plan, num_frames), [])
 
 
 def _default_attention(device: torch.device | str, dtype: torch.dtype) -> str:

@@ -70,6 +70,27 @@ def temporal_pool_windows(num_frames: int, temporal_stride: int, min_fast_frames
     return "adaptive", [list(range(start, end)) for start, end in bins]
 
 
+def official_fast_plan(
+    num_frames: int,
+    height: int,
+    width: int,
+    sampling_stride: int,
+    temporal_stride: int,
+    spatial_stride: int,
+    min_fast_frames: int,
+) -> FastTokenPlan:
+    """The plan `make_fast_tokens` follows, without computing any token (its count is the 100% budget)."""
+    sampled = temporal_sampling_indices(num_frames, sampling_stride, min_fast_frames)
+    branch, windows = temporal_pool_windows(len(sampled), temporal_stride, min_fast_frames)
+    stride = max(1, spatial_stride)
+    return FastTokenPlan(
+        sampled_indices=sampled,
+        branch=branch,
+        windows=[[sampled[i] for i in window] for window in windows],
+        tokens_per_fast_frame=(height // stride) * (width // stride),
+    )
+
+
 def make_fast_tokens(
     frame_maps: torch.Tensor,
     sampling_stride: int,
