@@ -1,7 +1,9 @@
 """Video-LLM Studio: `python app.py` serves the studio on http://127.0.0.1:7860 with the embedded default model.
 
 Flags: --data-dir (annotations, kept videos and exports; default $STUDIO_DATA_DIR or ./data), --host, --port,
---no-preload (load the model on the first question instead of at start). The Gradio share tunnel stays off. On
+--model PATH or NAME=PATH (a downloaded checkpoint folder to add to the model menu; repeatable; also
+$STUDIO_LOCAL_MODELS and the JSON/TOML file named by $STUDIO_MODELS_FILE), --no-preload (load the model on the first
+question instead of at start). The Gradio share tunnel stays off. On
 Hugging Face Spaces, annotations are synced to a Hub dataset repo when STUDIO_HUB_DATASET_REPO and HF_TOKEN are set.
 """
 
@@ -13,10 +15,10 @@ import os
 import threading
 from pathlib import Path
 
+from app.data.hub_sync import start_hub_sync, sync_off_message
 from app.handlers import Studio
-from app.hub_sync import start_commit_scheduler
 from app.ui import build_demo, data_dir_from, launch_kwargs
-from models.registry import DEFAULT_MODEL, load_model
+from models.registry import default_model_name, load_local_models_from_env, load_model, register_local_model
 
 log = logging.getLogger("studio")
 
@@ -34,21 +36,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="interface to listen on (0.0.0.0 to serve the network)",
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="add a downloaded checkpoint folder to the model menu (Slow-Fast MLLM, Qwen2.5-VL, LLaVA-OneVision, "
+        "SmolVLM2); repeatable",
+    )
     parser.add_argument("--no-preload", action="store_true", help="load the model on first use instead of at start")
     return parser.parse_args(argv)
 
 
 def make_studio(data_dir: str | Path | None = None) -> Studio:
+    """The studio on its data directory; with a Hub dataset repo configured, its votes are restored from the Hub
+    first (blocking: nothing is served before the store holds them) and then synced as append-only shards."""
     studio = Studio(data_dir=data_dir_from(data_dir))
-    if os.environ.get("SPACE_ID") or os.environ.get("STUDIO_HUB_DATASET_REPO"):
-        scheduler, status = start_commit_scheduler(studio.data_dir)
-        studio.hub_status = status
-        log.info(status)
+    studio.hub_sync = start_hub_sync(studio.data_dir)
+    studio.hub_status = studio.hub_sync.state.message if studio.hub_sync else sync_off_message()
+    log.info(studio.hub_status)
     return studio
 
 
-def preload(name: str = DEFAULT_MODEL) -> threading.Thread:
+def register_local_models(entries: list[str]) -> list[str]:
+    """Register the --model folders and those named by the environment; returns their registry names."""
+    names = load_local_models_from_env()
+    for entry in entries:
+        name, sep, folder = entry.partition("=")
+        names.append(register_local_model(folder, name) if sep else register_local_model(name))
+    return names
+
+
+def preload(name: str | None = None) -> threading.Thread:
     """Load the default model in the background so the first question does not wait for it."""
+
+    name = name or default_model_name()
 
     def work() -> None:
         try:
@@ -65,6 +87,8 @@ def preload(name: str = DEFAULT_MODEL) -> threading.Thread:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    for name in register_local_models(args.model):
+        log.info("local model registered: %s", name)
     studio = make_studio(args.data_dir)
     demo = build_demo(studio)
     if not args.no_preload:

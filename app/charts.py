@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from models.base import Attention, ClipBudget, TokenStats
+from models.units import plural
 
 # One palette for the whole studio, so a colour means the same thing in every view.
 DYNAMIC_COLOR = "#3b5bdb"  # dynamic (density-driven) budget
@@ -183,7 +184,7 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
     hover = (
         "<b>%{customdata[0]}</b> · %{customdata[1]}<br>"
         "density %{customdata[2]}<br>"
-        "dynamic budget %{customdata[3]} tokens<br>"
+        "budget %{customdata[3]} tokens<br>"
         "fixed-rate baseline %{customdata[4]}<br>"
         "used %{customdata[5]}<br>"
         "<i>%{customdata[6]}</i><extra></extra>"
@@ -195,7 +196,7 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
             x=positions,
             y=budgets,
             width=0.62,
-            name="dynamic budget",
+            name=f"{stats.compressor} budget",
             marker={"color": DYNAMIC_COLOR, "opacity": 0.55 if (used < budgets).any() else 0.9},
             text=[f"{b:.0f}" for b in budgets] if len(clips) <= 12 else None,  # numbers crowd past a dozen
             textposition="outside",
@@ -234,10 +235,10 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
         )
     )
 
-    dynamic_total = int(budgets.sum())
+    share = f" ({stats.budget_pct:g}% of {stats.official_tokens})" if stats.official_tokens else ""
     subtitle = (
-        f"global budget {stats.global_budget} · dynamic {dynamic_total} · baseline {int(baselines.sum())}"
-        f" · used {int(used.sum())} tokens over {len(clips)} clip{'s' if len(clips) != 1 else ''}"
+        f"{escape_text(stats.compressor)} · global budget {stats.global_budget}{share} · baseline "
+        f"{int(baselines.sum())} · used {int(used.sum())} tokens over {plural(len(clips), 'clip')}"
     )
     _layout_with_legend(fig, escape_text(title), subtitle, 380, barmode="overlay", bargap=0.3)
     fig.update_xaxes(
@@ -320,7 +321,9 @@ def compression_summary_markdown(stats: TokenStats | None) -> str:
         return f"_{BUDGET_EMPTY_MESSAGE}._"
     total = stats.total_visual_tokens
     rows = [
+        ("compressor", f"{escape_text(stats.compressor, 40)} at {stats.budget_pct:g}% budget"),
         ("visual tokens the LLM sees", f"{total:,}"),
+        ("the model's own (official) count", f"{stats.official_tokens:,}" if stats.official_tokens else "—"),
         ("slow / fast", f"{stats.slow_tokens:,} / {stats.fast_tokens:,}"),
         ("without compression", f"{stats.native_tokens:,}" if stats.native_tokens else "—"),
         ("compression ratio", f"{stats.compression_ratio:.1f}×" if stats.native_tokens and total else "—"),
@@ -332,6 +335,8 @@ def compression_summary_markdown(stats: TokenStats | None) -> str:
         if seconds is not None and math.isfinite(seconds):
             rows.append((f"time: {escape_text(name.replace('_', ' '), 40)}", f"{seconds:.2f} s"))
     lines = ["| | |", "|---|---:|"] + [f"| {name} | {value} |" for name, value in rows]
+    if stats.note:
+        lines.append(f"\n*{escape_text(stats.note, 400)}*")
     return "\n".join(lines)
 
 

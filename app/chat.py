@@ -25,6 +25,9 @@ from app.handlers import (
     Settings,
     Studio,
     check_runnable,
+    compression_dict,
+    compressor_description,
+    compressors_for,
     encode_clip,
     escape_html,
     failure_message,
@@ -42,7 +45,8 @@ from app.views import view_from, view_outputs
 from models.base import ModelUnavailableError, VideoError, VisualContext
 from models.pipeline import video_sha256
 from models.registry import get_spec
-from models.video import probe_video
+from models.units import plural
+from models.video import claim_note, probe_video
 
 GENERIC_QUESTIONS = ["What is shown in the video?", "What happens first, and what comes after?", "Is there a cut?"]
 
@@ -138,9 +142,11 @@ def video_status_markdown(session: Session, context: VisualContext | None = None
         times = context.timestamps_s
         span = f"t = {times[0]:.1f}–{times[-1]:.1f} s" if times else ""
         line += (
-            f"  \n{context.num_frames} frames sampled ({span}) · {len(context.stats.clips)} clips · "
-            f"{context.stats.total_visual_tokens} visual tokens"
+            f"  \n{plural(context.num_frames, 'frame')} sampled ({span}) · {plural(len(context.stats.clips), 'clip')}"
+            f" · {context.stats.total_visual_tokens} visual tokens"
         )
+    if video.container_note:
+        line += f"  \n⚠️ {video.container_note}"
     return line
 
 
@@ -199,6 +205,7 @@ def load_video(
         width=int(info.width),
         height=int(info.height),
         fps=float(info.fps),
+        container_note=claim_note(info) or "",
         title=example.title if example else "",
         questions=list(example.questions) if example else [],
     )
@@ -226,9 +233,11 @@ def _now_watching(video: VideoRef, context: VisualContext | None, example: Examp
     if context is not None:
         times = context.timestamps_s
         lines.append(
-            f"{context.num_frames} frames sampled at t = {times[0]:.1f}–{times[-1]:.1f} s, cut into "
-            f"{len(context.stats.clips)} clips."
+            f"{plural(context.num_frames, 'frame')} sampled at t = {times[0]:.1f}–{times[-1]:.1f} s, cut into "
+            f"{plural(len(context.stats.clips), 'clip')}."
         )
+    if video.container_note:
+        lines.append(video.container_note)
     if switched:
         lines.append(
             "New questions are about this video; the model starts a fresh conversation (earlier turns stay above)."
@@ -244,7 +253,7 @@ def _video_failed(session: Session, error: BaseException, previous: VideoRef | N
     message = str(error)
     tail = " The previous video is no longer used either:" if previous is not None else ""
     session.entries.append(
-        Note("⚠️ Video not usable", f"{escape_html(message)}{tail} Questions are text-only until a video loads.")
+        Note("⚠️ Video not usable", f"{plain(message)}{tail} Questions are text-only until a video loads.")
     )
     return _video_outputs(session, f"⚠️ {plain(message, 300)}", warning=message)
 
@@ -315,6 +324,7 @@ def chat(
             turn.timings_s["frames_and_encode"] = time.perf_counter() - started
             turn.frame_indices = list(context.frame_indices)
             turn.frame_timestamps_s = list(context.timestamps_s)
+            turn.compression = compression_dict(context.stats)
         progress(0.95, desc="Answering…")
         turn.status = "streaming"
         stream = stream_answer(model, context, turn.history, question, generation_params)
@@ -409,6 +419,13 @@ def clear_chat(session: Session) -> dict[str, Any]:
     }
 
 
+def compressor_update(model: str, value: str | None = None) -> Any:
+    """The compressor dropdown for `model`: only the compressors it supports, with a one-line description each."""
+    supported = compressors_for(model)
+    choices = [(f"{name} — {compressor_description(name)}", name) for name in supported]
+    return gr.update(choices=choices, value=value if value in supported else supported[0])
+
+
 def select_model(session: Session, name: str) -> dict[str, Any]:
     """The model dropdown changed: refuse models that cannot run here (and say why), else apply its defaults."""
     try:
@@ -422,6 +439,7 @@ def select_model(session: Session, name: str) -> dict[str, Any]:
         "model_info": model_info_markdown(name),
         "num_frames": defaults.num_frames,
         "fps": defaults.fps or 0,
-        "token_budget": defaults.token_budget,
+        "compressor": compressor_update(name, defaults.compressor),
+        "budget_pct": defaults.budget_pct,
         "session": session,
     }

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.annotations import annotator_label
+from app.data.preferences import compression_preferences
+from app.data.store import annotator_label
 from app.handlers import (
     Progress,
     Settings,
     Studio,
     check_runnable,
+    compression_dict,
     encode_clip,
     escape_html,
     failure_message,
@@ -39,9 +41,10 @@ CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_b
 @dataclass
 class SideSetup:
     model: str
+    compressor: str
+    budget_pct: float
     temperature: float
     top_p: float
-    token_budget: int
 
 
 def ab_run(
@@ -50,21 +53,32 @@ def ab_run(
     setups: tuple[SideSetup, SideSetup],
     shared: Settings,
     progress: Progress = no_progress,
+    mode: str = "setups",
 ) -> Iterator[dict[str, Any]]:
-    """Answer one question with two setups, shown as A and B in a random order; names stay hidden until the vote."""
+    """Answer one question with two setups, shown as A and B in a random order; names stay hidden until the vote.
+
+    mode "compression": both sides run setup 1's model with greedy decoding, so only the compression differs."""
     question = (question or "").strip()
     problem = question_problem(question, "Type the question both setups should answer.")
     if problem:
         yield {"warning": problem}
         return
     video = session.video
+    if mode == "compression":
+        if video is None:
+            yield {"warning": "Comparing two compressions needs a video: load one in the Chat tab first."}
+            return
+        setups = tuple(SideSetup(setups[0].model, s.compressor, s.budget_pct, 0.0, 1.0) for s in setups)
+        if (setups[0].compressor, float(setups[0].budget_pct)) == (setups[1].compressor, float(setups[1].budget_pct)):
+            yield {"warning": "Both setups use the same compression; change the compressor or the budget of one."}
+            return
     try:
         sides = [_side(number, setup, shared, with_video=video is not None) for number, setup in enumerate(setups, 1)]
     except (ValueError, ModelUnavailableError) as error:
         yield {"warning": str(error)}
         return
     random.SystemRandom().shuffle(sides)  # which setup is A is a coin flip, so the labels give nothing away
-    session.ab = round_ = ABRound(question=question, video=video, sides=sides)
+    session.ab = round_ = ABRound(question=question, video=video, sides=sides, mode=mode)
     yield {**ab_outputs(round_), "session": session}
 
     try:
@@ -74,6 +88,7 @@ def ab_run(
             if video is not None:
                 context, _ = encode_clip(model, video, EncodeParams(**side.encode_params), progress)
                 side.frame_indices, side.frame_timestamps_s = list(context.frame_indices), list(context.timestamps_s)
+                side.compression = compression_dict(context.stats)
             progress(0.5 * position + 0.45, desc=f"Answer {'AB'[position]}…")
             params = GenerationParams(**side.generation_params)
             stream = stream_answer(model, context, [], question, params, want_attention=False)
@@ -99,7 +114,8 @@ def _side(number: int, setup: SideSetup, shared: Settings, with_video: bool) -> 
         model=setup.model,
         num_frames=shared.num_frames,
         fps=shared.fps,
-        token_budget=setup.token_budget,
+        compressor=setup.compressor,
+        budget_pct=setup.budget_pct,
         temperature=setup.temperature,
         top_p=setup.top_p,
         max_new_tokens=shared.max_new_tokens,
@@ -176,7 +192,15 @@ def ab_vote(
             generation_params_b=b.generation_params,
             reason=reason or "",
             annotator=annotator_label(annotator, session_hash),
-            extra={"round_id": round_.id, "setup_a": a.setup, "setup_b": b.setup, "blind": True},
+            extra={
+                "round_id": round_.id,
+                "setup_a": a.setup,
+                "setup_b": b.setup,
+                "blind": True,
+                "mode": round_.mode,
+                "compression_a": a.compression,
+                "compression_b": b.compression,
+            },
         )
     except (ValueError, OSError) as error:
         return {"warning": f"Not saved: {error}."}
@@ -184,7 +208,14 @@ def ab_vote(
     total = studio.store.counts()["total"]
     out = ab_outputs(round_)
     out["ab_reveal"] += f"  \n✅ Saved (record `{record_id[:8]}`) · {total} judgements in the store."
-    return {**out, "record_id": record_id, "session": session, "ab_reason": "", "info": "Vote saved"}
+    return {
+        **out,
+        "record_id": record_id,
+        "session": session,
+        "ab_reason": "",
+        "ab_summary": summary_markdown(studio),
+        "info": "Vote saved",
+    }
 
 
 def ab_last_question(session: Session) -> dict[str, Any]:
@@ -198,3 +229,21 @@ def ab_video_markdown(session: Session) -> str:
     if session.video is None:
         return "*No video loaded in the chat: the comparison is text-only. Load a clip in the Chat tab.*"
     return f"Comparing on **{plain(session.video.name, 60)}** ({session.video.describe()}), the chat's current video."
+
+
+def summary_markdown(studio: Studio) -> str:
+    """Per pair of compression settings: wins, ties and losses of the first against the second, with a 95% interval
+    on its win rate among decisive votes (Wilson score interval)."""
+    rows = compression_preferences(studio.store.records(kind="comparison"))
+    if not rows:
+        return "*No compression comparisons yet: pick **Same model, two compressions**, compare and vote.*"
+    lines = [
+        "| setting X | setting Y | X wins | ties | both bad | Y wins | X win rate (95% interval) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        rate = "—" if row.decisive == 0 else f"{row.win_rate:.0%} ({row.low:.0%}–{row.high:.0%}, n = {row.decisive})"
+        lines.append(
+            f"| {plain(row.x)} | {plain(row.y)} | {row.x_wins} | {row.ties} | {row.both_bad} | {row.y_wins} | {rate} |"
+        )
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """What the handlers of every tab share: the process-wide `Studio`, the validated `Settings`, safe text, model runs.
 
 A handler is a plain function of (inputs, session) -> outputs that lives with its tab (`app/chat.py`,
-`app/ratings.py`, `app/views.py`, `app/compare.py`, `app/export_tab.py`). It takes the caller's `Session`, the
+`app/ratings.py`, `app/views.py`, `app/compare.py`, `app/exporting.py`). It takes the caller's `Session`, the
 `Studio` when it needs the store or the examples, and the values of the input components, and returns (or, when it
 streams, yields) a dict keyed by output names (`"chatbot"`, `"session"`, `"budget_plot"`, ...); `app/ui.py` maps
 those names onto components, and tests call the handlers directly without a browser. Two keys are not components:
@@ -26,17 +26,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.annotations import AnnotationStore, default_data_dir
+from app.data.store import AnnotationStore, default_data_dir
 from app.session import Session, VideoRef
 from models.base import (
     Answer,
     EncodeParams,
     GenerationParams,
     ModelUnavailableError,
+    TokenStats,
     VideoError,
     VideoLLM,
     VisualContext,
 )
+from models.compression import COMPRESSORS
 from models.pipeline import ENCODE_CACHE, MAX_FRAMES, encode_video, video_sha256
 from models.registry import DEFAULT_MODEL, MODELS, availability, get_spec, load_model
 
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 MAX_QUESTION_CHARS = 2_000
 MAX_NEW_TOKENS = 512
-MAX_TOKEN_BUDGET = 4_096
+MIN_BUDGET_PCT, MAX_BUDGET_PCT = 5.0, 400.0  # % of the model's official visual-token count
 MAX_FPS = 10.0
 # Failures a person can act on (a bad video or parameter, a model that cannot run here): their text is the message.
 EXPECTED_ERRORS = (VideoError, ValueError, ModelUnavailableError)
@@ -89,6 +91,7 @@ class Studio:
     data_dir: Path = field(default_factory=default_data_dir)
     examples: list[Example] = field(default_factory=load_examples)
     hub_status: str = ""
+    hub_sync: Any = None  # app.data.hub_sync.HubSync when a dataset repo is configured
     _store: AnnotationStore | None = None
     _examples_by_sha: dict[str, Example] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,6 +105,13 @@ class Studio:
             if self._store is None:
                 self._store = AnnotationStore(self.data_dir)
             return self._store
+
+    def hub_message(self) -> tuple[str, bool]:
+        """The Hub sync's current one-line status and whether it is a warning (restore failed, pushing paused)."""
+        if self.hub_sync is not None:
+            state = self.hub_sync.state
+            return state.message, bool(state.warning)
+        return self.hub_status, False
 
     @property
     def exports_dir(self) -> Path:
@@ -145,7 +155,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     num_frames: int = 32
     fps: float = 2.0
-    token_budget: int = 192
+    compressor: str = "official"
+    budget_pct: float = 100.0
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int = 64
@@ -154,8 +165,9 @@ class Settings:
     def encode_params(self) -> EncodeParams:
         num_frames = _whole("number of frames", self.num_frames, 1, MAX_FRAMES)
         fps = _number("frames per second", self.fps, 0.0, MAX_FPS)
-        budget = _whole("token budget", self.token_budget, 8, MAX_TOKEN_BUDGET)
-        return EncodeParams(num_frames=num_frames, fps=fps or None, token_budget=budget)
+        budget_pct = _number("token budget (%)", self.budget_pct, MIN_BUDGET_PCT, MAX_BUDGET_PCT)
+        compressor = check_compressor(self.model, self.compressor)
+        return EncodeParams(num_frames=num_frames, fps=fps or None, compressor=compressor, budget_pct=budget_pct)
 
     def generation_params(self, seed_offset: int = 0) -> GenerationParams:
         return GenerationParams(
@@ -199,6 +211,24 @@ def check_runnable(name: str) -> None:
         raise ModelUnavailableError(f"{name} cannot run here: it {reason}.")
 
 
+def check_compressor(model: str, compressor: Any) -> str:
+    """The compressor name if `model` supports it, else a ValueError listing the ones it does."""
+    supported = compressors_for(model)
+    name = str(compressor or supported[0])
+    if name not in supported:
+        raise ValueError(f"{model} supports the compressors {', '.join(supported)}; {name!r} is not one of them")
+    return name
+
+
+def compressor_description(name: str) -> str:
+    spec = COMPRESSORS.get(name)
+    return getattr(spec, "description", "") if spec is not None else ""
+
+
+def compressors_for(model: str) -> tuple[str, ...]:
+    return tuple(getattr(get_spec(model), "compressors", ("official",))) if model in MODELS else ("official",)
+
+
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) for every registered model; the ones that cannot run here say why in their label."""
     choices = []
@@ -214,6 +244,34 @@ def model_info_markdown(name: str) -> str:
     needs = " + ".join(sorted(spec.needs))
     status = "runs here" if ok else f"cannot run here: {reason}"
     return f"{spec.description}  \n<small>needs {needs} · {status}</small>"
+
+
+def compression_dict(stats: TokenStats) -> dict[str, Any]:
+    """The compression a model applied to one video, as plain JSON for records and the API: the compressor and its
+    budget, the per-clip plan (time span, budget, tokens used, the equal-split baseline, density) and the totals."""
+    return {
+        "compressor": stats.compressor,
+        "budget_pct": stats.budget_pct,
+        "global_budget": stats.global_budget,
+        "visual_tokens": stats.total_visual_tokens,
+        "slow_tokens": stats.slow_tokens,
+        "fast_tokens": stats.fast_tokens,
+        "official_tokens": stats.official_tokens,
+        "native_tokens": stats.native_tokens,
+        "clips": [
+            {
+                "index": clip.index,
+                "start_s": round(float(clip.start_s), 3),
+                "end_s": round(float(clip.end_s), 3),
+                "frames": len(clip.frame_positions),
+                "budget": int(clip.budget),
+                "used_tokens": int(clip.used_tokens),
+                "baseline_budget": int(clip.baseline_budget),
+                "density": round(float(clip.density), 4),
+            }
+            for clip in stats.clips
+        ],
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

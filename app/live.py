@@ -1,14 +1,7 @@
-"""The Live tab: an online assistant that speaks up while the video plays, and the server-side replay endpoint.
+"""The Live tab's handlers: an online assistant that speaks up while the video plays, and the server-side replay.
 
-Usage (inside an existing `with gr.Tab("Live"):` block; every argument is optional)::
-
-    build_live_tab(get_model=None, store_getter=None, studio=None, annotator=None, concurrency_id="model")
-
-get_model: `() -> OnlineVideoLLM` (default: the embedded default in online mode, `models.online.lite.load_online`);
-store_getter: `() -> AnnotationStore` for ratings (default: `studio.store` when a `studio` is given, else a store in
-the default data directory, opened on the first rating); annotator: a Textbox holding the rater's name;
-concurrency_id: the queue group model-bound events share (limit 1). The tab creates its own components and
-events; their api_names all start with `live_`. `live_replay(video, threshold, fps)` is also a plain function.
+The layout and events are in `app/tabs/live.py`; this module holds the per-viewer state and what each event does.
+`live_replay(video, threshold, fps)` is also a plain function.
 
 How it runs (pattern A of specs/online_assistant.md §3.3): the browser plays the video and is the clock. While it
 plays, a `gr.Timer` ticks every 0.5 s; each tick's `js=` hook reads the player's `currentTime`, and the server
@@ -25,7 +18,6 @@ kept in a `gr.State`; each entry holds one bounded `OnlineSession`.
 from __future__ import annotations
 
 import html
-import json
 import os
 import queue
 import threading
@@ -40,7 +32,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from app.annotations import AnnotationStore, annotator_label
+from app.data.store import AnnotationStore, annotator_label
 from models.base import ModelUnavailableError, VideoError
 from models.online.base import (
     DEFAULT_FPS,
@@ -623,142 +615,3 @@ def live_replay(
     own_replay = getattr(model, "replay", None)
     remarks = own_replay(str(video), params) if callable(own_replay) else replay(model, str(video), params)
     return [r.as_dict() for r in remarks]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Layout and wiring
-
-
-def example_clips(assets_dir: Path = ASSETS_DIR) -> list[tuple[str, str]]:
-    """(title, path) of the example clips, clips with cuts first (they make the liveliest commentary)."""
-    listing = assets_dir / "examples.json"
-    if not listing.is_file():
-        return []
-    clips = json.loads(listing.read_text(encoding="utf-8")).get("clips", [])
-    clips = sorted(clips, key=lambda c: -len(c.get("cut_times_s", [])))
-    return [
-        (c.get("title", c["file"]), str(assets_dir / c["file"])) for c in clips if (assets_dir / c["file"]).is_file()
-    ]
-
-
-def build_live_tab(
-    get_model: Callable[[], OnlineVideoLLM] | None = None,
-    store_getter: Callable[[], AnnotationStore] | None = None,
-    studio: Any = None,
-    annotator: gr.Textbox | None = None,
-    concurrency_id: str = "model",
-) -> LiveController:
-    """Create the Live tab's components and events in the current Blocks context (see the module docstring)."""
-    if store_getter is None and studio is not None:
-        store_getter = lambda: studio.store  # noqa: E731 - the studio opens its store on first use
-    controller = LiveController(get_model, store_getter)
-    model_group = {"concurrency_id": concurrency_id, "concurrency_limit": 1}
-    examples = example_clips()
-
-    key = gr.State("", delete_callback=controller.registry.drop)  # the viewer left: close their stream
-    clock = gr.Number(value=0.0, visible=False)
-    timer = gr.Timer(TICK_S, active=False)
-    gr.Markdown(
-        "The assistant watches the video **as it plays** (2 frames per second) and speaks up when something new "
-        "appears. **θ**: higher = more talkative (a frame speaks when its novelty score passes 1 − θ)."
-    )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            example = gr.Dropdown(
-                choices=examples, value=None, label="Example clip", elem_id="live-example", interactive=True
-            )
-            video = gr.Video(
-                label="Video", sources=["upload"], elem_id=VIDEO_ELEM_ID, autoplay=False, interactive=True, height=360
-            )
-            timeline = gr.Plot(
-                value=timeline_figure([], [], DEFAULT_THRESHOLD, 1.0, 0.0), label="Timeline", elem_id="live-timeline"
-            )
-        with gr.Column(scale=2):
-            chat = gr.Chatbot(
-                label="Live remarks",
-                elem_id=CHAT_ELEM_ID,
-                height=420,
-                feedback_options=("Like", "Dislike"),
-                group_consecutive_messages=False,  # each remark is rated on its own
-            )
-            with gr.Row():
-                question = gr.Textbox(
-                    placeholder="Ask about what is on screen now…", show_label=False, scale=4, elem_id="live-question"
-                )
-                ask = gr.Button("Ask", scale=1, elem_id="live-ask")
-            threshold = gr.Slider(
-                0.0,
-                1.0,
-                value=DEFAULT_THRESHOLD,
-                step=0.05,
-                label="Respond threshold θ (higher = more talkative)",
-                elem_id="live-threshold",
-            )
-            status = gr.Markdown("Load a video, then press play.", elem_id="live-status")
-            with gr.Accordion("Replay the whole video on the server (API: live_replay)", open=False):
-                replay_fps = gr.Number(value=DEFAULT_FPS, label="frames per second", minimum=0.25, maximum=8)
-                replay_button = gr.Button("Replay", elem_id="live-replay")
-                replay_out = gr.JSON(label="Remarks", elem_id="live-replay-out")
-
-    def rate(key_value: str, name: str | None, data: gr.LikeData, request: gr.Request) -> str:
-        session_hash = getattr(request, "session_hash", None)
-        return controller.rate(key_value, data.liked, data.index, name, session_hash)
-
-    def rate_without_name(key_value: str, data: gr.LikeData, request: gr.Request) -> str:
-        return rate(key_value, None, data, request)
-
-    example.change(lambda path: path, [example], [video], api_name="live_example")
-    # Stop the clock first: a play pressed while the new video loads must not be undone when loading finishes.
-    video.change(lambda: gr.Timer(active=False), None, [timer], api_name="live_stop_clock").then(
-        controller.load, [video, threshold, key], [key, chat, timeline, status], api_name="live_load", **model_group
-    )
-    video.play(controller.play, [key], [timer], api_name="live_play")
-    for event, name in ((video.pause, "live_pause"), (video.end, "live_end")):
-        event(controller.pause, [key], [timer], api_name=name).then(
-            controller.tick,
-            [key, clock, threshold],
-            [chat, timeline, status],
-            js=clock_js(1),
-            api_name=f"{name}_ingest",
-            **model_group,
-        )
-    timer.tick(
-        controller.tick,
-        [key, clock, threshold],
-        [chat, timeline, status],
-        js=clock_js(1),
-        api_name="live_tick",
-        trigger_mode="once",
-        **model_group,
-    )
-    threshold.release(controller.set_threshold, [key, threshold], [timeline], api_name="live_threshold")
-    for trigger, name in ((ask.click, "live_ask"), (question.submit, "live_ask_submit")):
-        trigger(
-            controller.ask,
-            [key, question, clock, threshold],
-            [chat, question, timeline, status],
-            js=clock_js(2),
-            api_name=name,
-            **model_group,
-        )
-    chat.clear(controller.clear_chat, [key], None, api_name="live_clear")
-    if annotator is not None:
-        chat.like(rate, [key, annotator], [status], api_name="live_rate")
-    else:
-        chat.like(rate_without_name, [key], [status], api_name="live_rate")
-    replay_button.click(
-        controller.replay, [video, threshold, replay_fps], [replay_out], api_name="live_replay", **model_group
-    )
-    return controller
-
-
-def demo(get_model: Callable[[], OnlineVideoLLM] | None = None, data_dir: str | None = None) -> gr.Blocks:
-    """A stand-alone Blocks with only the Live tab (for tests and `python -m app.live`)."""
-    with gr.Blocks(title="Video-LLM Studio · Live") as blocks:
-        with gr.Tab("Live"):
-            build_live_tab(get_model, (lambda: AnnotationStore(data_dir)) if data_dir else None)
-    return blocks
-
-
-if __name__ == "__main__":
-    demo().launch(allowed_paths=[str(ASSETS_DIR)])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.annotations import annotator_label
 from app.chat import message_owner, rate_target_update
+from app.data.store import annotator_label
 from app.handlers import Studio, video_record_fields
 from app.session import Session, Turn
 
@@ -101,6 +101,7 @@ def _turn_extra(session: Session, turn: Turn, source: str) -> dict[str, Any]:
         "timings_s": {k: round(float(v), 4) for k, v in turn.timings_s.items()},
         "prompt_tokens": turn.prompt_tokens,
         "new_tokens": turn.new_tokens,
+        "compression": turn.compression,
     }
 
 

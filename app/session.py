@@ -16,6 +16,7 @@ import numpy as np
 
 from models.base import Attention, TokenStats
 from models.registry import DEFAULT_MODEL
+from models.units import format_duration, format_fps
 
 # A turn's life: "pending" while frames are sampled and encoded, "streaming" while text arrives, then "done",
 # "stopped" (the person pressed Stop: the partial answer is kept and can be rated) or "error".
@@ -33,11 +34,12 @@ class VideoRef:
     width: int
     height: int
     fps: float
+    container_note: str = ""  # set when the container claims more than the frames it holds (models.video.claim_note)
     title: str = ""  # an example clip's title
     questions: list[str] = field(default_factory=list)  # suggested questions (example clips)
 
     def describe(self) -> str:
-        return f"{self.duration_s:.1f} s · {self.width}×{self.height} · {self.fps:.0f} fps"
+        return f"{format_duration(self.duration_s)} · {self.width}×{self.height} · {format_fps(self.fps)}"
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Turn:
     error: str = ""
     frame_indices: list[int] = field(default_factory=list)
     frame_timestamps_s: list[float] = field(default_factory=list)
+    compression: dict[str, Any] | None = None  # the plan the frames went through (`handlers.compression_dict`)
     timings_s: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
     new_tokens: int = 0
@@ -96,6 +99,7 @@ class Side:
     answer: str = ""
     frame_indices: list[int] = field(default_factory=list)
     frame_timestamps_s: list[float] = field(default_factory=list)
+    compression: dict[str, Any] | None = None  # the plan this side's frames went through (see compression_dict)
     done: bool = False
 
     def describe(self) -> str:
@@ -103,7 +107,8 @@ class Side:
         sampling = "greedy" if not gen.get("temperature") else f"temperature {gen['temperature']:g}"
         parts = [self.model, sampling, f"top-p {gen.get('top_p', 1.0):g}"]
         if self.encode_params:
-            parts.append(f"token budget {self.encode_params.get('token_budget')}")
+            enc = self.encode_params
+            parts.append(f"{enc.get('compressor', 'official')} compressor at {enc.get('budget_pct', 100):g}% budget")
         return " · ".join(parts)
 
 
@@ -113,6 +118,7 @@ class ABRound:
     video: VideoRef | None
     sides: list[Side]  # [A, B], in display order
     voted: str = ""  # the choice once judged; a round takes one vote
+    mode: str = "setups"  # "setups" or "compression" (same model, greedy, two compressions)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property

@@ -19,6 +19,7 @@ from PIL import Image
 from app import charts
 from app.session import Session, View
 from models.base import Answer, TokenStats, VisualContext
+from models.units import plural
 
 OVERLAY_HEIGHT = 288  # thumbnails are ~96 px high; the overlay is shown larger (the map itself is 7x7)
 
@@ -67,18 +68,20 @@ def key_figures_html(stats: TokenStats | None) -> str:
     if stats is None or not stats.clips:
         return ""
     ratio = f"{stats.compression_ratio:.1f}×" if stats.native_tokens else "—"
+    of_official = f" · {stats.budget_pct:g}% of {stats.official_tokens:,}" if stats.official_tokens else ""
     cards = [
         (f"{stats.total_visual_tokens:,}", "visual tokens the LLM reads"),
         (ratio, f"fewer than uncompressed ({stats.native_tokens:,})" if stats.native_tokens else "compression"),
-        (str(len(stats.clips)), f"clips sharing a budget of {stats.global_budget:,}"),
+        (plural(len(stats.clips), "clip"), f"{stats.compressor}: a budget of {stats.global_budget:,}{of_official}"),
         (f"{stats.slow_tokens:,} / {stats.fast_tokens:,}", "slow / fast pathway tokens"),
     ]
     body = "".join(
-        f'<div class="kf-card"><div class="kf-value">{value}</div>'
+        f'<div class="kf-card"><div class="kf-value">{html.escape(value)}</div>'
         f'<div class="kf-label">{html.escape(label)}</div></div>'
         for value, label in cards
     )
-    return f'<div class="kf-row">{body}</div>'
+    note = f'<div class="kf-note">{html.escape(stats.note)}</div>' if stats.note else ""
+    return f'<div class="kf-row">{body}</div>{note}'
 
 
 def _default_frame(view: View | None) -> int:

@@ -39,8 +39,10 @@ def encode_video(model: VideoLLM, path: str, params: EncodeParams, max_side: int
         raise ValueError(f"number of frames must be between 1 and {MAX_FRAMES}, got {params.num_frames}")
     if params.fps is not None and not 0 < params.fps <= 60:
         raise ValueError(f"frames per second must be in (0, 60], got {params.fps}")
-    if params.token_budget < 1:
-        raise ValueError(f"the token budget must be positive, got {params.token_budget}")
+    if not 0 < params.budget_pct <= 1000:
+        raise ValueError(
+            f"the token budget must be between 0 and 1000% of the model's own count, got {params.budget_pct}"
+        )
     digest = video_sha256(path)
 
     max_side = max_side or getattr(model, "decode_max_side", DECODE_MAX_SIDE)

@@ -40,6 +40,18 @@ TOKEN_COMPRESSORS = ("official", "uniform", "dynamic")
 
 DEFAULT_MODEL = "slowfast-lite"
 
+
+HF_COMPRESSORS = ("official", "uniform", "dynamic", "sf-llava")
+SMOLVLM2_CPU = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
+
+
+def default_model_name() -> str:
+    """The model the studio starts with: SmolVLM2-256M on a CPU Space that can get it (hub access, or already in
+    the HF cache); the embedded default everywhere else (offline, laptops, GPU Spaces choose in the menu)."""
+    if os.environ.get("SPACE_ID") and not _has_gpu() and availability(SMOLVLM2_CPU)[0]:
+        return SMOLVLM2_CPU
+    return DEFAULT_MODEL
+
 MODELS: dict[str, ModelSpec] = {
     "slowfast-lite": ModelSpec(
         loader="models.lite.model:load",
@@ -73,6 +85,56 @@ MODELS: dict[str, ModelSpec] = {
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame128-s2t4"},
         compressors=TOKEN_COMPRESSORS,
     ),
+    # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
+    "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
+        loader="models.hf:load",
+        description="Qwen2.5-VL 3B Instruct: 2-frame temporal patches, 3-D M-RoPE with real timestamps.",
+        defaults=EncodeParams(num_frames=32, fps=2.0),
+        needs=frozenset({"gpu", "hub"}),
+        kwargs={"repo_id": "Qwen/Qwen2.5-VL-3B-Instruct"},
+        compressors=HF_COMPRESSORS,
+    ),
+    "Qwen/Qwen2.5-VL-7B-Instruct": ModelSpec(
+        loader="models.hf:load",
+        description="Qwen2.5-VL 7B Instruct: 2-frame temporal patches, 3-D M-RoPE with real timestamps.",
+        defaults=EncodeParams(num_frames=32, fps=2.0),
+        needs=frozenset({"gpu", "hub"}),
+        kwargs={"repo_id": "Qwen/Qwen2.5-VL-7B-Instruct"},
+        compressors=HF_COMPRESSORS,
+    ),
+    "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": ModelSpec(
+        loader="models.hf:load",
+        description="LLaVA-OneVision 0.5B (SigLIP + Qwen2-0.5B): 196 tokens per frame. Runs on a CPU (slowly).",
+        defaults=EncodeParams(num_frames=8),
+        needs=frozenset({"cpu", "hub"}),
+        kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"},
+        compressors=HF_COMPRESSORS,
+    ),
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": ModelSpec(
+        loader="models.hf:load",
+        description="LLaVA-OneVision 7B (SigLIP + Qwen2-7B): 196 tokens per frame.",
+        defaults=EncodeParams(num_frames=16),
+        needs=frozenset({"gpu", "hub"}),
+        kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-7b-ov-hf"},
+        compressors=HF_COMPRESSORS,
+    ),
+    SMOLVLM2_CPU: ModelSpec(
+        loader="models.hf:load",
+        description="SmolVLM2 256M Video Instruct: 64 tokens per frame with per-frame timestamps. Runs on a CPU; "
+        "the default on a CPU Space with hub access.",
+        defaults=EncodeParams(num_frames=8),
+        needs=frozenset({"cpu", "hub"}),
+        kwargs={"repo_id": SMOLVLM2_CPU},
+        compressors=HF_COMPRESSORS,
+    ),
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": ModelSpec(
+        loader="models.hf:load",
+        description="SmolVLM2 2.2B Instruct: 81 tokens per frame with per-frame timestamps.",
+        defaults=EncodeParams(num_frames=16),
+        needs=frozenset({"gpu", "hub"}),
+        kwargs={"repo_id": "HuggingFaceTB/SmolVLM2-2.2B-Instruct"},
+        compressors=HF_COMPRESSORS,
+    ),
 }
 
 _loaded: dict[str, VideoLLM] = {}
@@ -101,13 +163,23 @@ def _hub_reachable() -> bool:
     return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_ASSUME_HUB"))
 
 
+def _in_hub_cache(repo_id: str | None) -> bool:
+    """Whether the HF cache already holds this repo (a Space's persistent cache, or a pre-filled one offline)."""
+    if not repo_id or importlib.util.find_spec("huggingface_hub") is None:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"))
+    return isinstance(found, str)
+
+
 def availability(name: str) -> tuple[bool, str]:
     """(can_run, reason). The reason is empty when the model can run here."""
     needs = get_spec(name).needs
     missing = []
     if "gpu" in needs and not _has_gpu():
         missing.append("a GPU")
-    if "hub" in needs and not _hub_reachable():
+    if "hub" in needs and not _hub_reachable() and not _in_hub_cache(get_spec(name).kwargs.get("repo_id")):
         missing.append("hub access")
     if not missing:
         return True, ""
@@ -148,6 +220,9 @@ class LocalFamily:
 #   "qwen2_5_vl": LocalFamily("models.hf.loader:load", "Qwen2.5-VL", (...)),
 #   "llava_onevision": LocalFamily(...), "smolvlm": LocalFamily(...).
 LOCAL_FAMILIES: dict[str, LocalFamily] = {
+    "qwen2_5_vl": LocalFamily("models.hf:load", "Qwen2.5-VL", HF_COMPRESSORS),
+    "llava_onevision": LocalFamily("models.hf:load", "LLaVA-OneVision", HF_COMPRESSORS),
+    "smolvlm": LocalFamily("models.hf:load", "SmolVLM2", HF_COMPRESSORS),
     "llava_qwen_slow_fast": LocalFamily(
         loader="models.slowfast.loader:load",
         label="Slow-Fast Video MLLM",

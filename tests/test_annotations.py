@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.annotations import DB_FILENAME, AnnotationStore, annotator_label, default_data_dir
-from app.exports import export_all, summary_counts
+from app.data.exports import export_all, summary_counts
+from app.data.store import DB_FILENAME, AnnotationStore, annotator_label, default_data_dir
 from models.base import EncodeParams, GenerationParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_rating_keeps_what_was_shown_and_survives_the_upload_being_deleted(store
         video_duration_s=12.5,
         frame_indices=[0, 30, 60],
         frame_timestamps_s=[0.0, 1.0, 2.0],
-        encode_params=EncodeParams(num_frames=3, fps=None, token_budget=64),
+        encode_params=EncodeParams(num_frames=3, fps=None, compressor="dynamic", budget_pct=50.0),
         generation_params=GenerationParams(temperature=0.7, top_p=0.9, max_new_tokens=32),
         thumbs=True,
         score=4,
@@ -77,7 +77,7 @@ def test_rating_keeps_what_was_shown_and_survives_the_upload_being_deleted(store
     assert kept.parent == store.data_dir / "videos"
     assert record["frame_indices"] == [0, 30, 60]
     assert record["frame_timestamps_s"] == [0.0, 1.0, 2.0]
-    assert record["encode_params"] == {"num_frames": 3, "fps": None, "token_budget": 64}
+    assert record["encode_params"] == {"num_frames": 3, "fps": None, "compressor": "dynamic", "budget_pct": 50.0}
     assert record["generation_params"]["temperature"] == 0.7
     assert record["conversation"][1] == {"role": "assistant", "content": "A cat."}
     assert (record["thumbs"], record["score"], record["reason"], record["annotator"]) == (
@@ -282,7 +282,7 @@ RECORDER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[2])
-    from app.annotations import AnnotationStore
+    from app.data.store import AnnotationStore
 
     store = AnnotationStore(sys.argv[1])
     print("ready", flush=True)

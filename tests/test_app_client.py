@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ from conftest import ROOT, free_port, start_app_process, wait_until_serving
 from gradio_client import Client, handle_file
 
 from app import ui
-from app.annotations import AnnotationStore
+from app.data.store import AnnotationStore
+from app.tabs import chat as chat_tab
+from app.tabs import compare as compare_tab
+from app.tabs import export as export_tab
 from models.registry import DEFAULT_MODEL
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +37,7 @@ RECORD_ID = re.compile(r"record `([0-9a-f]{8})`")
 
 # Settings inputs in the order the endpoints take them: model, max frames, fps, token budget, temperature, top-p,
 # max new tokens, seed. Short answers keep the CPU time of a turn low.
-QUICK = (DEFAULT_MODEL, 12, 2.0, 128, 0.0, 1.0, 6, 0)
+QUICK = (DEFAULT_MODEL, 12, 2.0, "official", 100, 0.0, 1.0, 6, 0)
 
 
 def named(result, names: list[str]) -> dict:
@@ -93,26 +97,41 @@ def client(served_studio) -> Client:
 def load(client: Client, path: Path, settings=QUICK) -> dict:
     return named(
         client.predict(handle_file(str(path)), *settings, api_name="/load_video"),
-        [*ui.CHAT_OUTPUTS, "suggestions", "video_status"],
+        [*chat_tab.CHAT_OUTPUTS, "suggestions", "video_status"],
     )
 
 
 def ask(client: Client, question: str, settings=QUICK) -> dict:
-    return named(client.predict(question, *settings, api_name="/chat"), ui.CHAT_OUTPUTS)
+    return named(client.predict(question, *settings, api_name="/chat"), chat_tab.CHAT_OUTPUTS)
 
 
 def rate(client: Client, turn, thumbs="👍 good", score=None, reason="", annotator="") -> dict:
     result = client.predict(turn, thumbs, score, reason, annotator, api_name="/rate_answer")
-    return named(result, ui.RATING_OUTPUTS)
+    return named(result, chat_tab.RATING_OUTPUTS)
 
 
 def ab_run(client: Client, question: str, settings=QUICK) -> dict:
-    setups = (DEFAULT_MODEL, 0.0, 1.0, 128, DEFAULT_MODEL, 0.8, 0.9, 64)
-    return named(client.predict(question, *setups, *settings, api_name="/ab_run"), ui.AB_OUTPUTS)
+    setups = ("setups", DEFAULT_MODEL, "official", 100, 0.0, 1.0, DEFAULT_MODEL, "dynamic", 50, 0.8, 0.9)
+    return named(client.predict(question, *setups, *settings, api_name="/ab_run"), compare_tab.AB_OUTPUTS)
 
 
 def vote(client: Client, choice: str, reason: str = "", annotator: str = "") -> dict:
-    return named(client.predict(reason, annotator, api_name=f"/ab_vote_{choice}"), [*ui.AB_OUTPUTS, "ab_reason"])
+    return named(client.predict(reason, annotator, api_name=f"/ab_vote_{choice}"), compare_tab.VOTE_OUTPUTS)
+
+
+def finishes(job, timeout_s: float) -> bool:
+    """Whether a submitted job ends (done, cancelled or failed) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return job.done()
+
+
+def shows_something(value) -> bool:
+    """Whether an output value puts something on screen (a value, or an update that carries one)."""
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        return value.get("value") not in (None, "", [])
+    return value not in (None, "", [])
 
 
 def test_the_public_api_names_every_action(client):
@@ -120,7 +139,7 @@ def test_the_public_api_names_every_action(client):
     expected = {
         "/load_video", "/chat", "/regenerate", "/undo", "/clear_chat", "/select_model", "/show_frame",
         "/rate_answer", "/ab_run", "/ab_vote_a", "/ab_vote_b", "/ab_vote_tie", "/ab_vote_both_bad",
-        "/ab_last_question", "/export", "/refresh_export", "/push_to_hub",
+        "/ab_last_question", "/export_all", "/refresh_export", "/push_to_hub",
     }  # fmt: skip
     assert expected <= endpoints, expected - endpoints
 
@@ -133,8 +152,8 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
     assert all(item["caption"].startswith("t = ") for item in loaded["frames"])
 
     job = client.submit("What animal is in the video?", *QUICK, api_name="/chat")
-    partials = [named(out, ui.CHAT_OUTPUTS)["chatbot"] for out in job]
-    first = named(job.result(), ui.CHAT_OUTPUTS)
+    partials = [named(out, chat_tab.CHAT_OUTPUTS)["chatbot"] for out in job]
+    first = named(job.result(), chat_tab.CHAT_OUTPUTS)
     answer = last_answer(first["chatbot"])
     assert answer and len(partials) >= 2, "the answer streams"
     assert "Answer #1" in first["answer_stats"]
@@ -150,7 +169,7 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
     frame = named(client.predict(3, api_name="/show_frame"), ["overlay", "overlay_caption"])
     assert frame["overlay_caption"].startswith("**Frame 3 of ")
 
-    regenerated = named(client.predict(*QUICK, api_name="/regenerate"), ui.CHAT_OUTPUTS)
+    regenerated = named(client.predict(*QUICK, api_name="/regenerate"), chat_tab.CHAT_OUTPUTS)
     assert "Answer #2" in regenerated["answer_stats"], "regenerating replaces the last answer, it does not add one"
 
     undone = named(client.predict(api_name="/undo"), ["chatbot", "question", "session", "rate_target"])
@@ -158,16 +177,20 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
     assert "What colour" not in chat_text(undone["chatbot"])
 
     cleared = named(
-        client.predict(api_name="/clear_chat"), ["chatbot", "session", *ui.VIEW_OUTPUTS, "rate_target", "answer_stats"]
+        client.predict(api_name="/clear_chat"),
+        ["chatbot", "session", *chat_tab.VIEW_OUTPUTS, "rate_target", "answer_stats"],
     )
     assert cleared["chatbot"] == []
 
     # Stop, as an API user does it: cancel the running job. The partial answer stays and the app keeps serving.
     job = client.submit("Tell me a very long story about a dragon.", *QUICK[:6], 300, 0, api_name="/chat")
-    while not job.outputs() or not last_answer(named(job.outputs()[-1], ui.CHAT_OUTPUTS)["chatbot"]):
+    while not job.outputs() or not last_answer(named(job.outputs()[-1], chat_tab.CHAT_OUTPUTS)["chatbot"]):
         time.sleep(0.05)
     job.cancel()
-    assert client.predict(api_name="/stop") in ((), None, [])  # the Stop button's own endpoint is a no-op
+    assert finishes(job, 20), "a cancelled answer stops"
+    stopping = time.monotonic()
+    assert client.predict(api_name="/stop") in ((), None, [])
+    assert time.monotonic() - stopping < 10, "Stop answers at once, it does not wait for the answer"
     time.sleep(0.5)
     saved = rate(client, None, "👎 bad", None, "stopped early")
     record = studio.store.get(next(r["id"] for r in studio.store.records() if r["reason"] == "stopped early"))
@@ -177,12 +200,12 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
 
     refused = named(
         client.predict(UNAVAILABLE, api_name="/select_model"),
-        ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
+        ui.MODEL_OUTPUTS,
     )
     assert refused["model"]["value"] == DEFAULT_MODEL, "a model that cannot run here is not selected"
     accepted = named(
         client.predict(DEFAULT_MODEL, api_name="/select_model"),
-        ["model", "model_info", "num_frames", "fps", "token_budget", "session"],
+        ui.MODEL_OUTPUTS,
     )
     assert "runs here" in accepted["model_info"]
 
@@ -195,23 +218,24 @@ def test_the_browser_gesture_endpoints_answer_politely_when_called_from_the_api(
     load(client, CAT)
     chatted = named(client.predict(0, api_name="/use_suggestion"), ["question"])
     assert chatted["question"] == "What animal is in the video?"
-    asked = named(client.predict(chatted["question"], *QUICK, api_name="/ask_suggestion"), ui.CHAT_OUTPUTS)
+    asked = named(client.predict(chatted["question"], *QUICK, api_name="/ask_suggestion"), chat_tab.CHAT_OUTPUTS)
     assert "Answer #1" in asked["answer_stats"]
     before = studio.store.counts()["total"]
 
-    edited = named(client.predict(*QUICK, api_name="/edit_message"), ui.CHAT_OUTPUTS)
+    edited = named(client.predict(*QUICK, api_name="/edit_message"), chat_tab.CHAT_OUTPUTS)
     assert chat_text(edited["chatbot"]) == chat_text(asked["chatbot"])
     client.predict("", api_name="/like_message")
     assert studio.store.counts()["total"] == before
-    client.predict(api_name="/pick_frame")
+    picked = client.predict(api_name="/pick_frame")
+    assert not [value for value in picked if shows_something(value)], f"a bare gallery pick changed {picked}"
 
-    retried = named(client.predict(*QUICK, api_name="/chatbot_retry"), ui.CHAT_OUTPUTS)
+    retried = named(client.predict(*QUICK, api_name="/chatbot_retry"), chat_tab.CHAT_OUTPUTS)
     assert "Answer #1" in retried["answer_stats"]
     undone = named(client.predict(api_name="/chatbot_undo"), ["chatbot", "question", "session", "rate_target"])
     assert undone["question"] == "What animal is in the video?"
     cleared = named(
         client.predict(api_name="/chatbot_clear"),
-        ["chatbot", "session", *ui.VIEW_OUTPUTS, "rate_target", "answer_stats"],
+        ["chatbot", "session", *chat_tab.VIEW_OUTPUTS, "rate_target", "answer_stats"],
     )
     assert cleared["chatbot"] == []
     assert "10.0 s · 512×384" in client.predict(api_name="/open_ab_tab"), "the A/B tab names the chat's video"
@@ -262,7 +286,7 @@ def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served_studio, mo
     counts = client.predict(api_name="/refresh_export")
     assert f"**{studio.store.counts()['total']}** judgements" in counts[0]
 
-    exported = named(client.predict(api_name="/export"), ui.EXPORT_OUTPUTS)
+    exported = named(client.predict(api_name="/export_all"), export_tab.EXPORT_OUTPUTS)
     assert "Exported" in exported["export_status"]
     dpo = [json.loads(line) for line in file_path(exported["dl_dpo"]).read_text().splitlines()]
     kto = [json.loads(line) for line in file_path(exported["dl_kto"]).read_text().splitlines()]
@@ -278,35 +302,27 @@ def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served_studio, mo
 def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served_studio):
     url, studio = served_studio
     before = studio.store.counts()
-    acknowledged: list[str] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def user(number: int) -> None:
-        try:
-            client = Client(url, verbose=False, download_files=False)
-            if number % 2 == 0:
-                load(client, CAT)
-            ask(client, f"Question {number}: what is shown?")
-            ids = []
-            for k, (thumbs, score) in enumerate((("👍 good", None), ("👎 bad", 2), ("no thumbs", 4))):
-                status = rate(client, 1, thumbs, score, f"client {number} rating {k}")["rating_status"]
-                ids.append(RECORD_ID.search(status).group(1))
-            ab_run(client, f"Question {number}: what is shown?")
-            reveal = vote(client, ("a", "b", "tie", "both_bad")[number % 4])["ab_reveal"]
-            ids.append(RECORD_ID.search(reveal).group(1))
-            with lock:
-                acknowledged.extend(ids)
-        except BaseException as error:  # reported below with the others
-            errors.append(error)
+    def user(number: int) -> list[str]:
+        """One person's session; returns the ids of the votes the app acknowledged. A failure here fails the test
+        (the future re-raises it below)."""
+        client = Client(url, verbose=False, download_files=False)
+        if number % 2 == 0:
+            load(client, CAT)
+        ask(client, f"Question {number}: what is shown?")
+        ids = []
+        for k, (thumbs, score) in enumerate((("👍 good", None), ("👎 bad", 2), ("no thumbs", 4))):
+            status = rate(client, 1, thumbs, score, f"client {number} rating {k}")["rating_status"]
+            ids.append(RECORD_ID.search(status).group(1))
+        ab_run(client, f"Question {number}: what is shown?")
+        reveal = vote(client, ("a", "b", "tie", "both_bad")[number % 4])["ab_reveal"]
+        ids.append(RECORD_ID.search(reveal).group(1))
+        return ids
 
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert not errors, errors
-    assert len(acknowledged) == 8 * 4
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sessions = [pool.submit(user, n) for n in range(8)]
+        acknowledged = [record_id for session in sessions for record_id in session.result(timeout=600)]
+    assert len(set(acknowledged)) == 8 * 4, "every rating and vote got its own record"
 
     after = studio.store.counts()
     assert after["rating"] - before["rating"] == 24
@@ -314,7 +330,9 @@ def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served_studio):
     stored = {r["id"][:8] for r in studio.store.records()}
     assert set(acknowledged) <= stored
 
-    exported = named(Client(url, verbose=False, download_files=False).predict(api_name="/export"), ui.EXPORT_OUTPUTS)
+    exported = named(
+        Client(url, verbose=False, download_files=False).predict(api_name="/export_all"), export_tab.EXPORT_OUTPUTS
+    )
     records = [json.loads(line) for line in file_path(exported["dl_jsonl"]).read_text().splitlines()]
     assert len(records) == after["total"]
     assert set(acknowledged) <= {r["id"][:8] for r in records}
@@ -333,6 +351,8 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
     acknowledged: list[str] = []
     lock = threading.Lock()
     killed = threading.Event()
+    killing = threading.Event()  # set just before the SIGKILL: calls failing after it are expected
+    early_failures: list[Exception] = []
     try:
         wait_until_serving(url, process)
         clients = [Client(url, verbose=False, download_files=False) for _ in range(3)]
@@ -344,8 +364,10 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
             while not killed.is_set():
                 try:
                     status = rate(client, 1, ("👍 good", "👎 bad")[k % 2], None, f"burst {number}.{k}")
-                except Exception:
-                    return  # the server is gone
+                except Exception as error:  # only the kill may end a burst: anything earlier fails the test
+                    if not killing.is_set():
+                        early_failures.append(error)
+                    return
                 match = RECORD_ID.search(status["rating_status"])
                 if match:
                     with lock:
@@ -358,6 +380,7 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
         deadline = time.monotonic() + 120
         while len(acknowledged) < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
+        killing.set()
         os.kill(process.pid, signal.SIGKILL)
         killed.set()
         process.wait(timeout=30)
@@ -367,6 +390,7 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+    assert not early_failures, early_failures
     assert len(acknowledged) >= 30
 
     with AnnotationStore(data_dir) as store:

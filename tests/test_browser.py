@@ -109,7 +109,7 @@ def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, t
     # Compression view: one bar per clip.
     page.get_by_role("tab", name="Compression").click()
     budget = plot_data(page, "budget-plot")
-    clips_in_summary = int(page.locator("#key-figures .kf-value").nth(2).inner_text())
+    clips_in_summary = int(page.locator("#key-figures .kf-value").nth(2).inner_text().split()[0])
     assert budget[0]["type"] == "bar" and len(budget[0]["x"]) == clips_in_summary
     slow_fast = plot_data(page, "slow-fast-plot")
     assert len(slow_fast[0]["x"]) == num_frames

@@ -16,8 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from app.annotations import AnnotationStore
-from app.exports import (
+from app.data.exports import (
     KTO_DESIRABLE_MIN_SCORE,
     KTO_UNDESIRABLE_MAX_SCORE,
     export_all,
@@ -26,7 +25,8 @@ from app.exports import (
     sanitize_name,
     summary_counts,
 )
-from app.hub_sync import push_to_hub, start_commit_scheduler
+from app.data.hub_sync import push_to_hub, start_commit_scheduler
+from app.data.store import AnnotationStore
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 HISTORY = [{"role": "user", "content": "What is this?"}, {"role": "assistant", "content": "A kitchen."}]

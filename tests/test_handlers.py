@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import BAD_VIDEO_KINDS
 
-from app import chat, compare, export_tab, ratings, views
+from app import chat, compare, exporting, ratings, views
 from app import handlers as h
 from app.session import Session, View
 from models.base import Answer, Attention, ClipBudget, GenerationParams, TokenStats, VisualContext
@@ -39,6 +39,7 @@ class FakeVideoLLM:
         self.encodes += 1
         count = len(frames)
         half = max(1, count // 2)
+        budget = round(96 * params.budget_pct / 100)  # 96 tokens is this fake model's official count
         times = [float(t) for t in frames.timestamps_s]
         clips = [
             ClipBudget(
@@ -47,9 +48,9 @@ class FakeVideoLLM:
                 times[half - 1],
                 list(range(half)),
                 0.8,
-                params.token_budget * 2 // 3,
-                params.token_budget // 2,
-                params.token_budget // 2,
+                budget * 2 // 3,
+                budget // 2,
+                budget // 2,
                 "[clip 1] a cat",
             ),
             ClipBudget(
@@ -58,20 +59,23 @@ class FakeVideoLLM:
                 frames.info.duration_s,
                 list(range(half, count)),
                 0.4,
-                params.token_budget // 3,
-                params.token_budget // 2,
-                params.token_budget // 3,
+                budget // 3,
+                budget // 2,
+                budget // 3,
                 "[clip 2] same",
             ),
         ]
         stats = TokenStats(
             clips=clips,
-            global_budget=params.token_budget,
+            global_budget=budget,
             slow_tokens=9,
             fast_tokens=3 * count,
             per_frame_slow=[9] + [0] * (count - 1),
             per_frame_fast=[3] * count,
             native_tokens=100 * count,
+            compressor=params.compressor,
+            budget_pct=params.budget_pct,
+            official_tokens=96,
         )
         return VisualContext(
             self.name, video_sha256, params, [int(i) for i in frames.indices], times, frames.pixels, stats
@@ -125,7 +129,7 @@ def clip(make_video) -> Path:
     return make_video("clip.mp4", duration_s=2.0, fps=10)
 
 
-SETTINGS = h.Settings(num_frames=8, fps=0, token_budget=64)
+SETTINGS = h.Settings(num_frames=8, fps=0, compressor="dynamic", budget_pct=50)
 
 
 def ask(session, question, settings=SETTINGS) -> list[dict]:
@@ -322,7 +326,8 @@ def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(st
     assert (studio.data_dir / record["video_path"]).is_file(), "the video is kept in the data dir"
     turn = session.turns[-1]
     assert record["frame_timestamps_s"] == pytest.approx(turn.frame_timestamps_s) and len(turn.frame_timestamps_s) == 8
-    assert record["encode_params"]["token_budget"] == 64
+    assert record["encode_params"]["budget_pct"] == 50
+    assert record["extra"]["compression"]["compressor"] == "dynamic"
     assert record["generation_params"]["temperature"] == 0.0
     assert record["annotator"].startswith("session-")
     # A second vote on the same clip reuses the kept copy instead of copying again.
@@ -367,7 +372,10 @@ def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake
 def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_them(studio, fake, clip):
     session = Session()
     chat.load_video(studio, session, str(clip), SETTINGS)
-    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    setups = (
+        compare.SideSetup(DEFAULT_MODEL, "dynamic", 50, 0.0, 1.0),
+        compare.SideSetup(DEFAULT_MODEL, "uniform", 25, 0.7, 0.9),
+    )
     outs = list(compare.ab_run(session, "What animal?", setups, SETTINGS))
     final = outs[-1]
     assert final["ab_votable"] is True
@@ -383,8 +391,12 @@ def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_th
     assert record["kind"] == "comparison" and record["choice"] == "b"
     side_a, side_b = session.ab.sides
     assert record["generation_params_a"]["temperature"] == side_a.generation_params["temperature"]
-    assert record["encode_params_b"]["token_budget"] == side_b.encode_params["token_budget"]
-    assert {record["encode_params_a"]["token_budget"], record["encode_params_b"]["token_budget"]} == {64, 32}
+    assert record["encode_params_b"]["budget_pct"] == side_b.encode_params["budget_pct"]
+    assert {record["encode_params_a"]["budget_pct"], record["encode_params_b"]["budget_pct"]} == {50, 25}
+    assert {record["extra"]["compression_a"]["compressor"], record["extra"]["compression_b"]["compressor"]} == {
+        "dynamic",
+        "uniform",
+    }
     assert record["video_sha256"] == session.video.sha256
     assert record["extra"]["setup_a"] == side_a.setup
     assert "already judged" in compare.ab_vote(studio, session, "a", "", "", None)["warning"]
@@ -396,7 +408,10 @@ def test_voting_before_a_round_is_run_is_refused(studio):
 
 
 def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(fake):
-    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(UNAVAILABLE, 0.0, 1.0, 64))
+    setups = (
+        compare.SideSetup(DEFAULT_MODEL, "official", 100, 0.0, 1.0),
+        compare.SideSetup(UNAVAILABLE, "official", 100, 0.0, 1.0),
+    )
     outs = list(compare.ab_run(Session(), "What?", setups, SETTINGS))
     assert "needs a GPU" in outs[-1]["warning"]
 
@@ -411,13 +426,16 @@ def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio
     ask(session, "What animal?")
     ratings.rate_answer(studio, session, 1, "👍 good", None, "", "")
     ratings.rate_answer(studio, session, 1, "no thumbs", 3, "meh", "")  # a 3 carries no KTO label
-    setups = (compare.SideSetup(DEFAULT_MODEL, 0.0, 1.0, 64), compare.SideSetup(DEFAULT_MODEL, 0.7, 0.9, 32))
+    setups = (
+        compare.SideSetup(DEFAULT_MODEL, "dynamic", 50, 0.0, 1.0),
+        compare.SideSetup(DEFAULT_MODEL, "uniform", 25, 0.7, 0.9),
+    )
     for choice in ("a", "tie"):
         list(compare.ab_run(session, "What animal?", setups, SETTINGS))
         compare.ab_vote(studio, session, choice, "", "", None)
 
-    out = export_tab.export_data(studio, session)
-    for name in export_tab.DOWNLOADS:
+    out = exporting.export_data(studio, session)
+    for name in exporting.DOWNLOADS:
         path = Path(out[name]["value"])
         assert path.is_file() and path.is_relative_to(studio.data_dir), name
     dpo = [json.loads(line) for line in Path(out["dl_dpo"]["value"]).read_text().splitlines()]
@@ -429,7 +447,7 @@ def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio
 
 
 def test_push_without_an_export_says_what_to_do_first():
-    assert "Export first" in export_tab.push_export(Session(), "user/repo")["hub_status"]
+    assert "Export first" in exporting.push_export(Session(), "user/repo")["hub_status"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -459,7 +477,7 @@ def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fak
 
 def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
     session = Session()
-    settings = h.Settings(num_frames=16, fps=2.0, token_budget=192, max_new_tokens=24)
+    settings = h.Settings(num_frames=16, fps=2.0, max_new_tokens=24)
     out = chat.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
     assert "warning" not in out, out.get("warning")
     outs = ask(session, "What animal is in the video?", settings)
@@ -494,3 +512,15 @@ def test_stream_answer_runs_the_model_in_one_thread_and_stops_it_when_closed():
     stream.close()
     assert first == "A" and len(threads) == 1
     assert wait_for(lambda: model.closed_early == 1), "the worker stops after the token at hand"
+
+
+def test_a_file_whose_container_claims_hours_says_so_in_the_chat(studio, fake, tmp_path):
+    from test_video_lying import mp4_claiming
+
+    lying = mp4_claiming(tmp_path / "edited.mp4", 10_200.0)
+    session = Session()
+    out = chat.load_video(studio, session, str(lying), SETTINGS)
+    assert "warning" not in out
+    assert "claims 2 h 50 min" in out["video_status"] and "4.0 s" in out["video_status"]
+    assert "claims 2 h 50 min" in out["chatbot"][-1]["content"]
+    assert session.video.duration_s < 5

@@ -15,8 +15,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from app.annotations import AnnotationStore
-from app.exports import kto_rows
+from app.data.exports import kto_rows
+from app.data.store import AnnotationStore
 from app.live import LiveController, LiveRegistry, live_replay, timeline_figure
 from models.online.base import AnswerStart, FrameDecision, OnlineParams, Remark, SessionLimits, replay
 from models.online.frames import StreamReader

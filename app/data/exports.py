@@ -77,6 +77,36 @@ _JSON_TEXT_COLUMNS = [
     name for name in RECORDS_SCHEMA.names if name == "extra" or name.startswith(("encode_params", "generation_params"))
 ]
 _VIDEO_FIELDS = [("video", pa.string()), ("video_sha256", pa.string()), ("video_duration_s", pa.float64())]
+# The compression an answer's frames went through (see app.handlers.compression_dict); null for text-only turns.
+_COMPRESSION = pa.struct(
+    [
+        ("compressor", pa.string()),
+        ("budget_pct", pa.float64()),
+        ("global_budget", pa.int64()),
+        ("visual_tokens", pa.int64()),
+        ("slow_tokens", pa.int64()),
+        ("fast_tokens", pa.int64()),
+        ("official_tokens", pa.int64()),
+        ("native_tokens", pa.int64()),
+        (
+            "clips",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("index", pa.int64()),
+                        ("start_s", pa.float64()),
+                        ("end_s", pa.float64()),
+                        ("frames", pa.int64()),
+                        ("budget", pa.int64()),
+                        ("used_tokens", pa.int64()),
+                        ("baseline_budget", pa.int64()),
+                        ("density", pa.float64()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
 DPO_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -88,6 +118,8 @@ DPO_SCHEMA = pa.schema(
         ("rejected_model", pa.string()),
         ("chosen_frame_timestamps_s", _SECONDS),
         ("rejected_frame_timestamps_s", _SECONDS),
+        ("chosen_compression", _COMPRESSION),
+        ("rejected_compression", _COMPRESSION),
         ("annotator", pa.string()),
         ("reason", pa.string()),
     ]
@@ -101,6 +133,7 @@ KTO_SCHEMA = pa.schema(
         *_VIDEO_FIELDS,
         ("model", pa.string()),
         ("frame_timestamps_s", _SECONDS),
+        ("compression", _COMPRESSION),
         ("thumbs", pa.int64()),
         ("score", pa.int64()),
         ("annotator", pa.string()),
@@ -168,6 +201,8 @@ def dpo_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rejected_model": record[f"model_{rejected}"],
                 "chosen_frame_timestamps_s": record[f"frame_timestamps_s_{chosen}"],
                 "rejected_frame_timestamps_s": record[f"frame_timestamps_s_{rejected}"],
+                "chosen_compression": _compression(record, f"compression_{chosen}"),
+                "rejected_compression": _compression(record, f"compression_{rejected}"),
                 "annotator": record["annotator"],
                 "reason": record["reason"],
             }
@@ -193,6 +228,7 @@ def kto_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 **_video_reference(record),
                 "model": record["model"],
                 "frame_timestamps_s": record["frame_timestamps_s"],
+                "compression": _compression(record, "compression"),
                 "thumbs": record["thumbs"],
                 "score": record["score"],
                 "annotator": record["annotator"],
@@ -200,6 +236,18 @@ def kto_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _compression(record: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The compression plan kept in a record's `extra` (None for text-only turns and older records)."""
+    plan = (record.get("extra") or {}).get(key)
+    if not isinstance(plan, dict):
+        return None
+    fields = [field.name for field in _COMPRESSION]
+    clip_fields = [field.name for field in _COMPRESSION.field("clips").type.value_type]
+    shaped = {name: plan.get(name) for name in fields}
+    shaped["clips"] = [{name: clip.get(name) for name in clip_fields} for clip in plan.get("clips") or []]
+    return shaped
 
 
 def _video_reference(record: dict[str, Any]) -> dict[str, Any]:

@@ -14,15 +14,15 @@ from typing import Any
 
 import gradio as gr
 
-from app.exports import (
+from app.data.exports import (
     KTO_DESIRABLE_MIN_SCORE,
     KTO_UNDESIRABLE_MAX_SCORE,
     export_all,
     preview_dataframe,
     summary_counts,
 )
+from app.data.hub_sync import push_to_hub
 from app.handlers import Studio, plain
-from app.hub_sync import push_to_hub
 from app.session import Session
 
 
@@ -45,7 +45,19 @@ def counts_markdown(studio: Studio) -> str:
 
 
 def refresh_export(studio: Studio) -> dict[str, Any]:
-    return {"export_counts": counts_markdown(studio), "export_preview": preview_dataframe(studio.store)}
+    return {
+        "export_counts": counts_markdown(studio),
+        "export_preview": preview_dataframe(studio.store),
+        "sync_status": sync_markdown(studio),
+    }
+
+
+def sync_markdown(studio: Studio) -> str:
+    """Where the store is kept besides this disk: the Hub sync's status (a warning when pushing is paused)."""
+    message, warning = studio.hub_message()
+    if not message:
+        return ""
+    return f"**{plain(message, 400)}**" if warning else f"<small>{plain(message, 400)}</small>"
 
 
 # Download buttons: output name -> (ExportResult.files key, button label).

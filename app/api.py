@@ -1,0 +1,464 @@
+"""The studio's API for programs: named endpoints with plain JSON-like inputs and outputs, next to the UI's events.
+
+- `ask(video, question, model, compressor, budget, frames, fps, temperature, top_p, max_new_tokens, seed)` streams
+  partial answers and ends with `{answer, answer_id, model, video, frames, token_plan, attention, timings}`;
+- `rate(answer_id, thumbs, score, reason, annotator)` records a judgement of an answer `ask` gave → `{record_id}`;
+- `compare(...)` answers one question with two setups → `{comparison_id, a, b}`; `vote(comparison_id, choice, ...)`
+  records the judgement → `{record_id}`;
+- `export(format)` → a file; `records(limit, kind)` → the newest records as JSON.
+
+Answers and comparisons wait for their judgement in a bounded in-memory table (the newest `PENDING_LIMIT`). What
+a record stores is exactly what the UI stores for the same judgement (video kept by hash, frames, parameters, the
+compression plan), so exports do not care where a judgement came from. Bad input raises `gr.Error` with a message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.data.exports import export_all
+from app.data.store import KINDS
+from app.handlers import (
+    EXPECTED_ERRORS,
+    Settings,
+    Studio,
+    check_runnable,
+    compression_dict,
+    encode_clip,
+    load_named_model,
+    no_progress,
+    question_problem,
+    stream_answer,
+)
+from app.session import VideoRef
+from app.shared import EXPORT_GROUP, LIGHT, MODEL_GROUP
+from models.base import Answer, Attention, VisualContext
+from models.pipeline import video_sha256
+from models.registry import MODELS, default_model_name, get_spec
+from models.video import probe_video
+
+PENDING_LIMIT = 256
+EXPORT_FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "dpo": "dpo_jsonl", "kto": "kto_jsonl"}
+THUMBS = {"up": 1, "down": -1, "": None}
+
+
+class ProgramAPI:
+    """The endpoints' logic, plain Python over a `Studio` (tests call it directly too)."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- asking
+
+    def ask(self, video: str | None, question: str, settings: Settings) -> Iterator[dict[str, Any]]:
+        question = _checked_question(question)
+        ref = _video_ref(video)
+        model = _loaded(settings)
+        context = _encoded(model, ref, settings)
+        text, answer = "", None
+        started = time.perf_counter()
+        for item in stream_answer(model, context, [], question, settings.generation_params()):
+            if isinstance(item, Answer):
+                answer = item
+            else:
+                text += item
+                yield {"answer": text, "done": False}
+        if answer is None:
+            raise gr.Error("the model's stream ended without an answer")
+        result = _answer_json(settings.model, ref, context, answer, answer.text or text.strip())
+        result["timings"]["total_s"] = round(time.perf_counter() - started, 4)
+        result["answer_id"] = self._remember(
+            {**result, "kind": "answer", "question": question, "video_ref": ref, "settings": settings}
+        )
+        yield {**result, "done": True}
+
+    def compare(self, video: str | None, question: str, sides: tuple[Settings, Settings]) -> dict[str, Any]:
+        question = _checked_question(question)
+        ref = _video_ref(video)
+        out = []
+        for settings in sides:
+            model = _loaded(settings)
+            context = _encoded(model, ref, settings)
+            answer = None
+            for item in stream_answer(model, context, [], question, settings.generation_params(), False):
+                answer = item if isinstance(item, Answer) else answer
+            if answer is None:
+                raise gr.Error("the model's stream ended without an answer")
+            out.append(_answer_json(settings.model, ref, context, answer, answer.text.strip(), attention=False))
+        comparison_id = self._remember(
+            {"kind": "comparison", "question": question, "video_ref": ref, "sides": sides, "a": out[0], "b": out[1]}
+        )
+        return {"comparison_id": comparison_id, "a": out[0], "b": out[1]}
+
+    # -- judging
+
+    def rate(self, answer_id: str, thumbs: str, score: int | None, reason: str, annotator: str) -> dict[str, Any]:
+        pending = self._pending_entry(answer_id, "answer")
+        if thumbs not in THUMBS:
+            raise gr.Error(f"thumbs must be 'up', 'down' or '' (got {thumbs!r})")
+        settings: Settings = pending["settings"]
+        record_id = self._store_call(
+            "record_rating",
+            model=pending["model"],
+            question=pending["question"],
+            answer=pending["answer"],
+            **self._video_fields(pending["video_ref"]),
+            frame_indices=[frame["index"] for frame in pending["frames"]],
+            frame_timestamps_s=[frame["time_s"] for frame in pending["frames"]],
+            encode_params=settings.encode_params().as_dict() if pending["video_ref"] else None,
+            generation_params=settings.generation_params().as_dict(),
+            thumbs=THUMBS[thumbs],
+            score=score or None,
+            reason=reason or "",
+            annotator=annotator or "api",
+            extra={"source": "api", "answer_id": answer_id, "compression": pending["token_plan"]},
+        )
+        return {"record_id": record_id}
+
+    def vote(self, comparison_id: str, choice: str, reason: str, annotator: str) -> dict[str, Any]:
+        pending = self._pending_entry(comparison_id, "comparison")
+        a, b = pending["a"], pending["b"]
+        settings_a, settings_b = pending["sides"]
+        with_video = pending["video_ref"] is not None
+        record_id = self._store_call(
+            "record_comparison",
+            model_a=a["model"],
+            model_b=b["model"],
+            question=pending["question"],
+            answer_a=a["answer"],
+            answer_b=b["answer"],
+            choice=choice,
+            **self._video_fields(pending["video_ref"]),
+            frame_indices_a=[frame["index"] for frame in a["frames"]],
+            frame_timestamps_s_a=[frame["time_s"] for frame in a["frames"]],
+            frame_indices_b=[frame["index"] for frame in b["frames"]],
+            frame_timestamps_s_b=[frame["time_s"] for frame in b["frames"]],
+            encode_params_a=settings_a.encode_params().as_dict() if with_video else None,
+            encode_params_b=settings_b.encode_params().as_dict() if with_video else None,
+            generation_params_a=settings_a.generation_params().as_dict(),
+            generation_params_b=settings_b.generation_params().as_dict(),
+            reason=reason or "",
+            annotator=annotator or "api",
+            extra={
+                "source": "api",
+                "comparison_id": comparison_id,
+                "blind": False,
+                "compression_a": a["token_plan"],
+                "compression_b": b["token_plan"],
+            },
+        )
+        with self._lock:
+            self._pending.pop(comparison_id, None)  # a comparison takes one vote
+        return {"record_id": record_id}
+
+    # -- reading
+
+    def export(self, format: str) -> str:
+        if format not in EXPORT_FORMATS:
+            raise gr.Error(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {format!r})")
+        result = export_all(self.studio.store)
+        return str(result.files[EXPORT_FORMATS[format]])
+
+    def records(self, limit: int, kind: str) -> list[dict[str, Any]]:
+        if kind not in ("", *KINDS):
+            raise gr.Error(f"kind must be one of {', '.join(KINDS)} or empty (got {kind!r})")
+        limit = max(1, min(int(limit or 20), 1000))
+        rows = self.studio.store.records(kind or None, newest_first=True, limit=limit)
+        return json.loads(json.dumps(rows, default=str))
+
+    # -- internals
+
+    def _remember(self, entry: dict[str, Any]) -> str:
+        key = uuid.uuid4().hex[:16]
+        with self._lock:
+            self._pending[key] = entry
+            while len(self._pending) > PENDING_LIMIT:
+                self._pending.popitem(last=False)
+        return key
+
+    def _pending_entry(self, key: str, kind: str) -> dict[str, Any]:
+        with self._lock:
+            entry = self._pending.get(key or "")
+        if entry is None or entry["kind"] != kind:
+            what = "answer_id from ask" if kind == "answer" else "comparison_id from compare"
+            raise gr.Error(f"unknown or expired {what}: {key!r} (the newest {PENDING_LIMIT} are kept)")
+        return entry
+
+    def _video_fields(self, ref: VideoRef | None) -> dict[str, Any]:
+        if ref is None:
+            return {"video_path": None, "video_sha256": None, "video_duration_s": None}
+        stored, sha = self.studio.store.keep_video(ref.path)
+        return {"video_path": stored, "video_sha256": sha, "video_duration_s": ref.duration_s}
+
+    def _store_call(self, method: str, **fields: Any) -> str:
+        try:
+            return getattr(self.studio.store, method)(**fields)
+        except (ValueError, OSError) as error:
+            raise gr.Error(f"not saved: {error}") from None
+
+
+def _checked_question(question: str) -> str:
+    question = (question or "").strip()
+    problem = question_problem(question, "the question is empty")
+    if problem:
+        raise gr.Error(problem)
+    return question
+
+
+def _video_ref(path: str | None) -> VideoRef | None:
+    if not path:
+        return None
+    try:
+        info = probe_video(path)
+        return VideoRef(
+            path=str(path),
+            name=Path(path).name,
+            sha256=video_sha256(path),
+            duration_s=float(info.duration_s),
+            width=int(info.width),
+            height=int(info.height),
+            fps=float(info.fps),
+        )
+    except (*EXPECTED_ERRORS, OSError) as error:
+        raise gr.Error(str(error)) from None
+
+
+def _loaded(settings: Settings):
+    try:
+        check_runnable(settings.model)
+        settings.generation_params()
+        return load_named_model(settings.model, no_progress)
+    except EXPECTED_ERRORS as error:
+        raise gr.Error(str(error)) from None
+
+
+def _encoded(model, ref: VideoRef | None, settings: Settings) -> VisualContext | None:
+    if ref is None:
+        return None
+    try:
+        return encode_clip(model, ref, settings.encode_params(), no_progress)[0]
+    except EXPECTED_ERRORS as error:
+        raise gr.Error(str(error)) from None
+
+
+def _answer_json(
+    model: str, ref: VideoRef | None, context: VisualContext | None, answer: Answer, text: str, attention: bool = True
+) -> dict[str, Any]:
+    frames = [] if context is None else [
+        {"index": int(i), "time_s": round(float(t), 3)} for i, t in zip(context.frame_indices, context.timestamps_s)
+    ]  # fmt: skip
+    plan = compression_dict(context.stats) if context is not None else None
+    return {
+        "answer": text,
+        "model": model,
+        "video": None if ref is None else {"name": ref.name, "sha256": ref.sha256, "duration_s": ref.duration_s},
+        "frames": frames,
+        "token_plan": _token_plan(plan),
+        "attention": _attention_json(answer.attention) if attention else None,
+        "timings": {name: round(float(value), 4) for name, value in answer.timings_s.items()},
+    }
+
+
+def _token_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    totals = {key: value for key, value in plan.items() if key not in ("clips", "compressor", "budget_pct")}
+    return {
+        "compressor": plan["compressor"],
+        "budget_pct": plan["budget_pct"],
+        "clips": plan["clips"],
+        "totals": totals,
+    }
+
+
+def _attention_json(attention: Attention | None) -> dict[str, Any] | None:
+    if attention is None:
+        return None
+    rows = attention.token_frame_weights
+    per_word = []
+    if rows is not None:
+        per_word = [
+            {"word": word, "frame_weights": [round(float(w), 5) for w in row]}
+            for word, row in zip(attention.tokens, rows)
+        ]
+    return {
+        "per_frame": [round(float(w), 5) for w in attention.frame_weights],
+        "per_word": per_word,
+        "source": attention.source,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Endpoints (hidden components carry the file inputs and outputs; the docstrings are what "Use via API" shows)
+
+
+class Endpoints:
+    """The endpoints as Gradio sees them: their signatures and docstrings are what "Use via API" lists. An empty
+    model means the studio's default model; frames 0 means the model's default frame count."""
+
+    def __init__(self, program: ProgramAPI):
+        self.program = program
+
+    def ask(
+        self,
+        video: str | None,
+        question: str,
+        model: str = "",
+        compressor: str = "official",
+        budget: float = 100.0,
+        frames: int = 0,
+        fps: float = 0.0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+    ) -> Iterator[dict]:
+        """Ask a video LLM about a video; streams {"answer": partial, "done": false}, then the full result.
+
+        Args:
+            video: the video file (gradio_client: handle_file(path)); None for a text-only question.
+            question: what to ask.
+            model: a registry name from the model menu, e.g. "slowfast-lite" ("" for the studio's default).
+            compressor: "official", "uniform", "dynamic" (and "sf-llava" for Hugging Face models).
+            budget: the global visual-token budget in % of the model's own (official) token count.
+            frames: frames to sample (0: the model's default).
+            fps: sample at this rate, capped at `frames` (0: spread the frames evenly).
+            temperature: 0 for greedy decoding.
+            top_p: nucleus sampling mass.
+            max_new_tokens: answer length cap.
+            seed: sampling seed.
+        Returns:
+            {answer, answer_id, model, video, frames: [{index, time_s}], token_plan: {compressor, budget_pct, clips,
+            totals}, attention: {per_frame, per_word, source}, timings, done: true}
+        """
+        settings = _settings(model, frames, fps, compressor, budget, temperature, top_p, max_new_tokens, seed)
+        yield from self.program.ask(video, question, settings)
+
+    def rate(self, answer_id: str, thumbs: str = "", score: int | None = None, reason: str = "", annotator: str = ""
+             ) -> dict:  # fmt: skip
+        """Record a judgement of an answer from `ask`; returns {"record_id"}.
+
+        Args:
+            answer_id: the answer_id that ask returned.
+            thumbs: "up", "down" or "" (none).
+            score: a 1-5 score, or None.
+            reason: free text.
+            annotator: who judged (default "api").
+        """
+        return self.program.rate(answer_id, thumbs, score, reason, annotator)
+
+    def compare(
+        self,
+        video: str | None,
+        question: str,
+        model_a: str = "",
+        compressor_a: str = "official",
+        budget_a: float = 100.0,
+        model_b: str = "",
+        compressor_b: str = "dynamic",
+        budget_b: float = 50.0,
+        frames: int = 0,
+        fps: float = 0.0,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+    ) -> dict:
+        """Answer one question with two setups (greedy); returns {comparison_id, a, b}, each side as `ask` returns it.
+
+        Args:
+            video: the video file, or None for a text-only question.
+            question: what both setups answer.
+            model_a: setup A's model ("" for the studio's default).
+            compressor_a: setup A's compressor.
+            budget_a: setup A's budget in % of the official token count.
+            model_b: setup B's model ("" for the studio's default).
+            compressor_b: setup B's compressor.
+            budget_b: setup B's budget in %.
+            frames: frames to sample (0: the model's default).
+            fps: sampling rate (0: spread evenly).
+            max_new_tokens: answer length cap.
+            seed: seed.
+        """
+        side_a = _settings(model_a, frames, fps, compressor_a, budget_a, 0.0, 1.0, max_new_tokens, seed)
+        side_b = _settings(model_b, frames, fps, compressor_b, budget_b, 0.0, 1.0, max_new_tokens, seed)
+        return self.program.compare(video, question, (side_a, side_b))
+
+    def vote(self, comparison_id: str, choice: str, reason: str = "", annotator: str = "") -> dict:
+        """Record which side of a `compare` result is better; returns {"record_id"}.
+
+        Args:
+            comparison_id: the comparison_id that compare returned.
+            choice: "a", "b", "tie" or "both_bad".
+            reason: free text.
+            annotator: who judged (default "api").
+        """
+        return self.program.vote(comparison_id, choice, reason, annotator)
+
+    def export(self, format: str = "dpo") -> str:
+        """Export every record in one format and return the file.
+
+        Args:
+            format: "jsonl", "csv", "parquet", "dpo" (TRL DPO pairs) or "kto" (TRL KTO rows).
+        """
+        return self.program.export(format)
+
+    def records(self, limit: int = 20, kind: str = "") -> list:
+        """The newest records as JSON, newest first.
+
+        Args:
+            limit: how many (1-1000).
+            kind: "rating", "comparison" or "" for both.
+        """
+        return self.program.records(limit, kind)
+
+
+def _settings(model: str, frames: int, fps: float, compressor: str, budget: float, temperature: float, top_p: float,
+              max_new_tokens: int, seed: int) -> Settings:  # fmt: skip
+    model = model or default_model_name()
+    num_frames = frames or (get_spec(model).defaults.num_frames if model in MODELS else 1)
+    return Settings(model, num_frames, fps, compressor, budget, temperature, top_p, max_new_tokens, seed)
+
+
+def register(studio: Studio) -> ProgramAPI:
+    """Add the program endpoints to the current Blocks."""
+    program = ProgramAPI(studio)
+    endpoints = Endpoints(program)
+    with gr.Group(visible=False):
+        for fn, output, group in ((endpoints.ask, gr.JSON(), MODEL_GROUP), (endpoints.compare, gr.JSON(), MODEL_GROUP),
+                                  (endpoints.export, gr.File(), EXPORT_GROUP)):  # fmt: skip
+            gr.Button(visible=False).click(
+                fn, _inputs_for(fn), output, api_name=fn.__name__, api_description=_described(fn), **group
+            )
+    for fn in (endpoints.rate, endpoints.vote, endpoints.records):
+        gr.api(fn, api_name=fn.__name__, api_description=_described(fn), **LIGHT)
+    return program
+
+
+def _described(fn) -> str:
+    """The whole docstring (summary, then one line per parameter), so "Use via API" says what each one means."""
+    return inspect.getdoc(fn) or ""
+
+
+def _inputs_for(fn) -> list[Any]:
+    """One hidden component per parameter of `fn`, holding its default (what a client gets when it leaves it out)."""
+    components: list[Any] = []
+    for name, parameter in inspect.signature(fn).parameters.items():
+        default = None if parameter.default is inspect.Parameter.empty else parameter.default
+        if name == "video":
+            components.append(gr.File(type="filepath", label=name, file_types=["video"]))
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            components.append(gr.Number(value=default, label=name))
+        else:
+            components.append(gr.Textbox(value=default or "", label=name))
+    return components
