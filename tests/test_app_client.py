@@ -183,8 +183,10 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
     assert cleared["chatbot"] == []
 
     # Stop, as an API user does it: cancel the running job. The partial answer stays and the app keeps serving.
-    job = client.submit("Tell me a very long story about a dragon.", *QUICK[:6], 300, 0, api_name="/chat")
+    job = client.submit("Tell me a very long story about a dragon.", *QUICK[:7], 300, 0, api_name="/chat")
+    deadline = time.monotonic() + 120
     while not job.outputs() or not last_answer(named(job.outputs()[-1], chat_tab.CHAT_OUTPUTS)["chatbot"]):
+        assert time.monotonic() < deadline and not job.done(), "the long answer never started"
         time.sleep(0.05)
     job.cancel()
     assert finishes(job, 20), "a cancelled answer stops"
@@ -238,7 +240,7 @@ def test_the_browser_gesture_endpoints_answer_politely_when_called_from_the_api(
         ["chatbot", "session", *chat_tab.VIEW_OUTPUTS, "rate_target", "answer_stats"],
     )
     assert cleared["chatbot"] == []
-    assert "10.0 s · 512×384" in client.predict(api_name="/open_ab_tab"), "the A/B tab names the chat's video"
+    assert "10.0 s · 512×384" in client.predict(api_name="/open_ab_tab")[0], "the A/B tab names the chat's video"
     assert "judgements" in client.predict(api_name="/open_export_tab")[0]
 
 
