@@ -84,7 +84,7 @@ def test_budget_chart_has_one_dynamic_bar_per_clip_labelled_by_time_range(num_cl
     stats, _ = make_stats(num_clips=num_clips, duration_s=20.0)
     fig = charts.budget_figure(stats)
 
-    dynamic = trace_named(fig, "dynamic")
+    dynamic = trace_named(fig, "official budget")
     assert list(dynamic.y) == [c.budget for c in stats.clips]
     # every bar sits under a tick naming its clip's time range
     ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext, strict=True))
@@ -103,7 +103,7 @@ def test_budget_chart_shows_the_equal_split_baseline_for_every_clip():
     assert len(levels) == 2 * len(stats.clips)
     assert set(levels) == {240 / 6}
     # a segment is centred on its clip's bar
-    dynamic = trace_named(fig, "dynamic")
+    dynamic = trace_named(fig, "official budget")
     xs = [x for x in baseline.x if x is not None]
     centres = [(xs[2 * k] + xs[2 * k + 1]) / 2 for k in range(len(stats.clips))]
     assert centres == pytest.approx(list(dynamic.x))
@@ -120,7 +120,7 @@ def test_budget_chart_shows_used_tokens_only_when_a_clip_stopped_short():
 def test_clip_text_in_hover_is_escaped():
     stats, _ = make_stats(num_clips=2)
     stats.clips[0].text = HOSTILE
-    dynamic = trace_named(charts.budget_figure(stats), "dynamic")
+    dynamic = trace_named(charts.budget_figure(stats), "official budget")
     hover_text = " ".join(str(v) for row in dynamic.customdata for v in row)
     assert "<script" not in hover_text and "<img" not in hover_text
     assert "&lt;script&gt;" in hover_text

@@ -138,7 +138,8 @@ def test_in_the_browser_dynamic_budget_bars_then_a_compression_ab(chromium, app_
         page.locator("#dl-dpo").click()
     path = tmp_path / "dpo.jsonl"
     download.value.save_as(path)
-    [pair] = [json.loads(line) for line in path.read_text().splitlines()]
+    pair = [json.loads(line) for line in path.read_text().splitlines()][-1]  # the newest vote is this round's
+    assert pair["chosen_model"] == NAME
     compressions = {pair["chosen_compression"]["compressor"], pair["rejected_compression"]["compressor"]}
     assert compressions == {"official", "dynamic"}
     context.close()
