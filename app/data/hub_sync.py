@@ -15,7 +15,6 @@ the restore and the store's primary key both do. When the restore fails (offline
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from app.data.exports import records_from_table, records_table
 from app.data.store import VIDEOS_DIRNAME, AnnotationStore, register_video_source
+from models.base import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ class HubSync:
                 return None
             temp = final.with_name(f".incoming-{uuid.uuid4().hex}{final.suffix}")
             shutil.copyfile(downloaded, temp)
-            if _sha256(temp) != final.name.split(".", 1)[0]:
+            if file_sha256(str(temp)) != final.name.split(".", 1)[0]:
                 temp.unlink()
                 log.warning("%s on %s does not match its sha256 name; not used", stored_path, self.repo_id)
                 return None
@@ -591,14 +591,6 @@ def _read_legacy_jsonl(path: Path) -> list[dict]:
             if isinstance(record, dict) and record.get("id"):
                 records.append(record)
     return records
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _short(text: str, max_chars: int = 200) -> str:

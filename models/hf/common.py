@@ -191,8 +191,14 @@ class HFVideoLLM:
         raise NotImplementedError
 
     def _family_official(self, grids: torch.Tensor) -> VisualTokens:
-        """The checkpoint's own rule: every grid token in the order transformers feeds them (+ any extras)."""
-        raise NotImplementedError
+        """The checkpoint's own rule: every grid token in the order transformers feeds them, each at its (t, y, x).
+        Families that add tokens of their own (OneVision's newline) override this."""
+        t, h, w, _ = grids.shape
+        tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+        positions = torch.stack([tt, yy, xx], dim=-1).reshape(-1, 3)
+        return VisualTokens(
+            grids.reshape(t * h * w, -1), positions, positions[:, 0].clone(), torch.zeros(t * h * w, dtype=torch.bool)
+        )
 
     def _family_video_text(self, payload: HFPayload) -> str:
         """The text that replaces the video marker, with one placeholder per visual token."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models.base import Frames
-from models.hf.common import HFPayload, HFVideoLLM, VisualTokens, chat_template_of, load_parts, stop_ids
+from models.hf.common import HFPayload, HFVideoLLM, chat_template_of, load_parts, stop_ids
 from models.hf.preprocessing import load_video_settings, normalize, qwen_patchify, qwen_resized_frames, thumbnails
 
 FALLBACK_TEMPLATE = (
@@ -102,14 +102,6 @@ class QwenVideoLLM(HFVideoLLM):
             "video_grid_thw": grid_thw,
         }
         return grids, info
-
-    def _family_official(self, grids: torch.Tensor) -> VisualTokens:
-        t, h, w, _ = grids.shape
-        tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-        positions = torch.stack([tt, yy, xx], dim=-1).reshape(-1, 3)
-        return VisualTokens(
-            grids.reshape(t * h * w, -1), positions, positions[:, 0].clone(), torch.zeros(t * h * w, dtype=torch.bool)
-        )
 
     def _family_video_text(self, payload: HFPayload) -> str:
         return "<|video_pad|>" * len(payload.visual)

@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 
 from models.base import Frames
-from models.hf.common import HFPayload, HFVideoLLM, VisualTokens, load_parts, stop_ids
+from models.hf.common import HFPayload, HFVideoLLM, load_parts, stop_ids
 from models.hf.preprocessing import load_video_settings, smolvlm_preprocess, smolvlm_resized_frames, thumbnails
 
 # The processor's video chat layout (transformers' SmolVLM DEFAULT_CHAT_TEMPLATE), written out for our messages.
@@ -84,14 +84,6 @@ class SmolVLMVideoLLM(HFVideoLLM):
             "pixel_attention_mask": mask,
         }
         return grids, info
-
-    def _family_official(self, grids: torch.Tensor) -> VisualTokens:
-        t, h, w, _ = grids.shape
-        tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-        positions = torch.stack([tt, yy, xx], dim=-1).reshape(-1, 3)
-        return VisualTokens(
-            grids.reshape(t * h * w, -1), positions, positions[:, 0].clone(), torch.zeros(t * h * w, dtype=torch.bool)
-        )
 
     def _family_video_text(self, payload: HFPayload) -> str:
         counts = payload.visual.count_per_llm_frame(payload.num_llm_frames)
