@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from app.data.hub_sync import start_hub_sync, sync_off_message
-from app.handlers import Studio
+from app.studio import Studio
 from app.ui import build_demo, data_dir_from, launch_kwargs
 from models.registry import default_model_name, load_local_models_from_env, load_model, register_local_model
 

@@ -7,9 +7,10 @@
   records the judgement → `{record_id}`;
 - `export(format)` → a file; `records(limit, kind)` → the newest records as JSON.
 
-Answers and comparisons wait for their judgement in a bounded in-memory table (the newest `PENDING_LIMIT`). What
-a record stores is exactly what the UI stores for the same judgement (video kept by hash, frames, parameters, the
-compression plan), so exports do not care where a judgement came from. Bad input raises `gr.Error` with a message.
+Answers and comparisons wait for their judgement in a bounded in-memory table (the newest `PENDING_LIMIT`), held
+as the chat's own `Turn` and the A/B tab's `ABRound`, and are stored through the same `app/judgements.py`: a record
+holds what the UI stores for the same judgement (video kept by hash, frames, parameters, the compression plan), so
+exports do not care where a judgement came from. Bad input raises `gr.Error` with a message.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +29,12 @@ import gradio as gr
 
 from app.data.exports import export_all
 from app.data.store import KINDS
-from app.handlers import (
-    EXPECTED_ERRORS,
-    Settings,
-    Studio,
-    check_runnable,
-    compression_dict,
-    encode_clip,
-    load_named_model,
-    no_progress,
-    question_problem,
-    stream_answer,
-)
-from app.session import VideoRef
-from app.shared import EXPORT_GROUP, LIGHT, MODEL_GROUP
+from app.judgements import record_comparison, record_rating
+from app.running import EXPECTED_ERRORS, compression_dict, encode_clip, load_named_model, no_progress, stream_answer
+from app.session import ABRound, Side, Turn, VideoRef
+from app.settings import Settings, check_runnable, question_problem
+from app.studio import Studio
+from app.wiring import EXPORT_GROUP, LIGHT, MODEL_GROUP
 from models.base import Answer, Attention, VisualContext
 from models.pipeline import video_sha256
 from models.registry import MODELS, default_model_name, get_spec
@@ -57,7 +50,8 @@ class ProgramAPI:
 
     def __init__(self, studio: Studio):
         self.studio = studio
-        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._pending: OrderedDict[str, Turn | ABRound] = OrderedDict()
+        self._kept_videos: dict[str, str] = {}  # sha256 -> path in the data dir, as a session keeps them
         self._lock = threading.Lock()
 
     # -- asking
@@ -67,98 +61,64 @@ class ProgramAPI:
         ref = _video_ref(video)
         model = _loaded(settings)
         context = _encoded(model, ref, settings)
-        text, answer = "", None
+        turn = _turn(question, ref, settings)
         started = time.perf_counter()
+        answer = None
         for item in stream_answer(model, context, [], question, settings.generation_params()):
             if isinstance(item, Answer):
                 answer = item
             else:
-                text += item
-                yield {"answer": text, "done": False}
+                turn.answer += item
+                yield {"answer": turn.answer, "done": False}
         if answer is None:
             raise gr.Error("the model's stream ended without an answer")
-        result = _answer_json(settings.model, ref, context, answer, answer.text or text.strip())
+        _finish(turn, context, answer)
+        result = _answer_json(settings.model, ref, context, answer, turn.answer)
         result["timings"]["total_s"] = round(time.perf_counter() - started, 4)
-        result["answer_id"] = self._remember(
-            {**result, "kind": "answer", "question": question, "video_ref": ref, "settings": settings}
-        )
+        result["answer_id"] = self._remember(turn)
         yield {**result, "done": True}
 
     def compare(self, video: str | None, question: str, sides: tuple[Settings, Settings]) -> dict[str, Any]:
         question = _checked_question(question)
         ref = _video_ref(video)
+        round_ = ABRound(question=question, video=ref, sides=[], mode="api")
         out = []
-        for settings in sides:
+        for number, settings in enumerate(sides, start=1):
             model = _loaded(settings)
             context = _encoded(model, ref, settings)
+            turn = _turn(question, ref, settings)
             answer = None
             for item in stream_answer(model, context, [], question, settings.generation_params(), False):
                 answer = item if isinstance(item, Answer) else answer
             if answer is None:
                 raise gr.Error("the model's stream ended without an answer")
-            out.append(_answer_json(settings.model, ref, context, answer, answer.text.strip(), attention=False))
-        comparison_id = self._remember(
-            {"kind": "comparison", "question": question, "video_ref": ref, "sides": sides, "a": out[0], "b": out[1]}
-        )
+            turn.answer = answer.text
+            _finish(turn, context, answer)
+            round_.sides.append(_side(number, turn))
+            out.append(_answer_json(settings.model, ref, context, answer, turn.answer, attention=False))
+        comparison_id = self._remember(round_)
         return {"comparison_id": comparison_id, "a": out[0], "b": out[1]}
 
     # -- judging
 
     def rate(self, answer_id: str, thumbs: str, score: int | None, reason: str, annotator: str) -> dict[str, Any]:
-        pending = self._pending_entry(answer_id, "answer")
+        turn = self._pending_entry(answer_id, Turn)
         if thumbs not in THUMBS:
             raise gr.Error(f"thumbs must be 'up', 'down' or '' (got {thumbs!r})")
-        settings: Settings = pending["settings"]
-        record_id = self._store_call(
-            "record_rating",
-            model=pending["model"],
-            question=pending["question"],
-            answer=pending["answer"],
-            **self._video_fields(pending["video_ref"]),
-            frame_indices=[frame["index"] for frame in pending["frames"]],
-            frame_timestamps_s=[frame["time_s"] for frame in pending["frames"]],
-            encode_params=settings.encode_params().as_dict() if pending["video_ref"] else None,
-            generation_params=settings.generation_params().as_dict(),
-            thumbs=THUMBS[thumbs],
-            score=score or None,
-            reason=reason or "",
-            annotator=annotator or "api",
-            extra={"source": "api", "answer_id": answer_id, "compression": pending["token_plan"]},
-        )
+        extra = {"source": "api", "answer_id": answer_id}
+        record_id = self._saved(
+            lambda: record_rating(self.studio.store, turn, thumbs=THUMBS[thumbs], score=score or None, reason=reason,
+                                  annotator=annotator or "api", kept_videos=self._kept_videos, extra=extra)
+        )  # fmt: skip
         return {"record_id": record_id}
 
     def vote(self, comparison_id: str, choice: str, reason: str, annotator: str) -> dict[str, Any]:
-        pending = self._pending_entry(comparison_id, "comparison")
-        a, b = pending["a"], pending["b"]
-        settings_a, settings_b = pending["sides"]
-        with_video = pending["video_ref"] is not None
-        record_id = self._store_call(
-            "record_comparison",
-            model_a=a["model"],
-            model_b=b["model"],
-            question=pending["question"],
-            answer_a=a["answer"],
-            answer_b=b["answer"],
-            choice=choice,
-            **self._video_fields(pending["video_ref"]),
-            frame_indices_a=[frame["index"] for frame in a["frames"]],
-            frame_timestamps_s_a=[frame["time_s"] for frame in a["frames"]],
-            frame_indices_b=[frame["index"] for frame in b["frames"]],
-            frame_timestamps_s_b=[frame["time_s"] for frame in b["frames"]],
-            encode_params_a=settings_a.encode_params().as_dict() if with_video else None,
-            encode_params_b=settings_b.encode_params().as_dict() if with_video else None,
-            generation_params_a=settings_a.generation_params().as_dict(),
-            generation_params_b=settings_b.generation_params().as_dict(),
-            reason=reason or "",
-            annotator=annotator or "api",
-            extra={
-                "source": "api",
-                "comparison_id": comparison_id,
-                "blind": False,
-                "compression_a": a["token_plan"],
-                "compression_b": b["token_plan"],
-            },
-        )
+        round_ = self._pending_entry(comparison_id, ABRound)
+        extra = {"source": "api", "comparison_id": comparison_id, "blind": False}
+        record_id = self._saved(
+            lambda: record_comparison(self.studio.store, round_, choice=choice, reason=reason,
+                                      annotator=annotator or "api", kept_videos=self._kept_videos, extra=extra)
+        )  # fmt: skip
         with self._lock:
             self._pending.pop(comparison_id, None)  # a comparison takes one vote
         return {"record_id": record_id}
@@ -180,7 +140,7 @@ class ProgramAPI:
 
     # -- internals
 
-    def _remember(self, entry: dict[str, Any]) -> str:
+    def _remember(self, entry: Turn | ABRound) -> str:
         key = uuid.uuid4().hex[:16]
         with self._lock:
             self._pending[key] = entry
@@ -188,25 +148,56 @@ class ProgramAPI:
                 self._pending.popitem(last=False)
         return key
 
-    def _pending_entry(self, key: str, kind: str) -> dict[str, Any]:
+    def _pending_entry(self, key: str, kind: type) -> Any:
         with self._lock:
             entry = self._pending.get(key or "")
-        if entry is None or entry["kind"] != kind:
-            what = "answer_id from ask" if kind == "answer" else "comparison_id from compare"
+        if not isinstance(entry, kind):
+            what = "answer_id from ask" if kind is Turn else "comparison_id from compare"
             raise gr.Error(f"unknown or expired {what}: {key!r} (the newest {PENDING_LIMIT} are kept)")
         return entry
 
-    def _video_fields(self, ref: VideoRef | None) -> dict[str, Any]:
-        if ref is None:
-            return {"video_path": None, "video_sha256": None, "video_duration_s": None}
-        stored, sha = self.studio.store.keep_video(ref.path)
-        return {"video_path": stored, "video_sha256": sha, "video_duration_s": ref.duration_s}
-
-    def _store_call(self, method: str, **fields: Any) -> str:
+    @staticmethod
+    def _saved(record: Callable[[], str]) -> str:
         try:
-            return getattr(self.studio.store, method)(**fields)
+            return record()
         except (ValueError, OSError) as error:
             raise gr.Error(f"not saved: {error}") from None
+
+
+def _turn(question: str, ref: VideoRef | None, settings: Settings) -> Turn:
+    """The turn an API answer is, as the chat would hold it (no conversation before it)."""
+    return Turn(
+        question=question,
+        model=settings.model,
+        generation_params=settings.generation_params().as_dict(),
+        video=ref,
+        encode_params=settings.encode_params().as_dict() if ref is not None else None,
+        status="streaming",
+    )
+
+
+def _finish(turn: Turn, context: VisualContext | None, answer: Answer) -> None:
+    turn.answer = (answer.text or turn.answer).strip()
+    turn.status = "done"
+    turn.timings_s.update(answer.timings_s)
+    turn.prompt_tokens, turn.new_tokens = answer.prompt_tokens, answer.new_tokens
+    if context is not None:
+        turn.frame_indices, turn.frame_timestamps_s = list(context.frame_indices), list(context.timestamps_s)
+        turn.compression = compression_dict(context.stats)
+
+
+def _side(number: int, turn: Turn) -> Side:
+    return Side(
+        setup=number,
+        model=turn.model,
+        encode_params=turn.encode_params,
+        generation_params=turn.generation_params,
+        answer=turn.answer,
+        frame_indices=turn.frame_indices,
+        frame_timestamps_s=turn.frame_timestamps_s,
+        compression=turn.compression,
+        done=True,
+    )
 
 
 def _checked_question(question: str) -> str:

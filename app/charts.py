@@ -166,29 +166,9 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
     budgets = _finite([c.budget for c in clips])
     baselines = _finite([c.baseline_budget for c in clips])
     used = _finite([c.used_tokens for c in clips])
-    densities = _finite([c.density for c in clips])
-    clock = uses_clock([c.end_s for c in clips])
-    labels = [clip_label(c, clock) for c in clips]
-    hover_rows = [
-        [
-            f"clip {c.index + 1}",
-            labels[i],
-            f"{densities[i]:.2f}",
-            f"{budgets[i]:.0f}",
-            f"{baselines[i]:.0f}",
-            f"{used[i]:.0f}",
-            escape_text(c.text, 120) if c.text else "—",
-        ]
-        for i, c in enumerate(clips)
-    ]
-    hover = (
-        "<b>%{customdata[0]}</b> · %{customdata[1]}<br>"
-        "density %{customdata[2]}<br>"
-        "budget %{customdata[3]} tokens<br>"
-        "fixed-rate baseline %{customdata[4]}<br>"
-        "used %{customdata[5]}<br>"
-        "<i>%{customdata[6]}</i><extra></extra>"
-    )
+    clock = uses_clock([clip.end_s for clip in clips])
+    labels = [clip_label(clip, clock) for clip in clips]
+    hover = {"customdata": _budget_hover_rows(clips, labels), "hovertemplate": BUDGET_HOVER}
 
     fig = go.Figure()
     fig.add_trace(
@@ -201,39 +181,16 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
             text=[f"{b:.0f}" for b in budgets] if len(clips) <= 12 else None,  # numbers crowd past a dozen
             textposition="outside",
             cliponaxis=False,
-            customdata=hover_rows,
-            hovertemplate=hover,
+            **hover,
         )
     )
     # Language-space compressors may stop writing before a clip's budget runs out; show what was spent inside the
     # budget bar only when that happens, so the common case stays one clean bar per clip.
     if (used < budgets).any():
         fig.add_trace(
-            go.Bar(
-                x=positions,
-                y=used,
-                width=0.3,
-                name="used tokens",
-                marker={"color": USED_COLOR},
-                customdata=hover_rows,
-                hovertemplate=hover,
-            )
+            go.Bar(x=positions, y=used, width=0.3, name="used tokens", marker={"color": USED_COLOR}, **hover)
         )
-    segment_x: list[float | None] = []
-    segment_y: list[float | None] = []
-    for x, base in zip(positions, baselines, strict=True):
-        segment_x += [x - 0.42, x + 0.42, None]
-        segment_y += [base, base, None]
-    fig.add_trace(
-        go.Scatter(
-            x=segment_x,
-            y=segment_y,
-            mode="lines",
-            name="fixed-rate baseline (equal split)",
-            line={"color": BASELINE_COLOR, "width": 2.5, "dash": "dash"},
-            hoverinfo="skip",
-        )
-    )
+    fig.add_trace(_baseline_ticks(positions, baselines))
 
     share = f" ({stats.budget_pct:g}% of {stats.official_tokens})" if stats.official_tokens else ""
     subtitle = (
@@ -253,6 +210,49 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
     top = float(max(budgets.max(initial=0), baselines.max(initial=0), used.max(initial=0), 1.0))
     fig.update_yaxes(title_text="visual tokens", range=[0, top * 1.18], rangemode="tozero")
     return fig
+
+
+BUDGET_HOVER = (
+    "<b>%{customdata[0]}</b> · %{customdata[1]}<br>"
+    "density %{customdata[2]}<br>"
+    "budget %{customdata[3]} tokens<br>"
+    "fixed-rate baseline %{customdata[4]}<br>"
+    "used %{customdata[5]}<br>"
+    "<i>%{customdata[6]}</i><extra></extra>"
+)
+
+
+def _budget_hover_rows(clips: Sequence[ClipBudget], labels: Sequence[str]) -> list[list[str]]:
+    """What hovering a clip's bar says (the fields of `BUDGET_HOVER`, in order)."""
+    return [
+        [
+            f"clip {clip.index + 1}",
+            label,
+            f"{_finite([clip.density])[0]:.2f}",
+            f"{_finite([clip.budget])[0]:.0f}",
+            f"{_finite([clip.baseline_budget])[0]:.0f}",
+            f"{_finite([clip.used_tokens])[0]:.0f}",
+            escape_text(clip.text, 120) if clip.text else "—",
+        ]
+        for clip, label in zip(clips, labels)
+    ]
+
+
+def _baseline_ticks(positions: np.ndarray, baselines: np.ndarray) -> go.Scatter:
+    """The fixed-rate baseline as one dashed segment across each clip's bar (None breaks the line between clips)."""
+    segment_x: list[float | None] = []
+    segment_y: list[float | None] = []
+    for x, base in zip(positions, baselines, strict=True):
+        segment_x += [x - 0.42, x + 0.42, None]
+        segment_y += [base, base, None]
+    return go.Scatter(
+        x=segment_x,
+        y=segment_y,
+        mode="lines",
+        name="fixed-rate baseline (equal split)",
+        line={"color": BASELINE_COLOR, "width": 2.5, "dash": "dash"},
+        hoverinfo="skip",
+    )
 
 
 def slow_fast_figure(stats: TokenStats | None, timestamps_s: Sequence[float] | None = None) -> go.Figure:
@@ -487,27 +487,8 @@ def attention_timeline(
 
     fig = go.Figure()
     clips = list(stats.clips) if stats is not None else []
-    for k, clip in enumerate(clips):
-        if not (math.isfinite(clip.start_s) and math.isfinite(clip.end_s)) or x_title != "time (s)":
-            continue
-        fig.add_vrect(
-            x0=clip.start_s,
-            x1=clip.end_s,
-            fillcolor=CLIP_SHADES[k % 2],
-            line_width=0,
-            layer="below",
-        )
-        if k > 0:
-            fig.add_vline(x=clip.start_s, line={"color": "#ced4da", "width": 1, "dash": "dot"}, layer="below")
-        fig.add_annotation(
-            x=(clip.start_s + clip.end_s) / 2,
-            y=1.0,
-            yref="paper",
-            yanchor="bottom",
-            text=f"clip {clip.index + 1}",
-            showarrow=False,
-            font={"size": 10, "color": "#868e96"},
-        )
+    if x_title == "time (s)":
+        _shade_clips(fig, clips)
 
     fig.add_trace(
         go.Scatter(
@@ -524,30 +505,7 @@ def attention_timeline(
             showlegend=False,
         )
     )
-    peak = int(np.argmax(weights))
-    if weights[peak] > 0:
-        fig.add_annotation(
-            x=times[peak],
-            y=weights[peak],
-            text=f"peak {weights[peak]:.0f}% at {labels[peak]}",
-            showarrow=True,
-            arrowhead=2,
-            arrowcolor=PEAK_COLOR,
-            ax=0,
-            ay=-30,
-            font={"color": PEAK_COLOR, "size": 12},
-            bgcolor="rgba(255,255,255,0.85)",
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[times[peak]],
-                y=[weights[peak]],
-                mode="markers",
-                marker={"size": 11, "color": PEAK_COLOR, "line": {"color": "white", "width": 1.5}},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
+    _mark_peak(fig, times, weights, labels)
     note = _source_note(attention)
     _base_layout(fig, title, 340 + NOTE_LINE_PX * len(note))
     fig.update_layout(margin={"t": 72})
@@ -563,6 +521,54 @@ def attention_timeline(
     if x_title == "sampled frame":
         fig.update_xaxes(dtick=max(1, _tick_step(num_frames)))
     return fig
+
+
+def _shade_clips(fig: go.Figure, clips: Sequence[ClipBudget]) -> None:
+    """Each clip's time span shaded behind the timeline (alternate shades), its start dotted and its name on top."""
+    for k, clip in enumerate(clips):
+        if not (math.isfinite(clip.start_s) and math.isfinite(clip.end_s)):
+            continue
+        fig.add_vrect(x0=clip.start_s, x1=clip.end_s, fillcolor=CLIP_SHADES[k % 2], line_width=0, layer="below")
+        if k > 0:
+            fig.add_vline(x=clip.start_s, line={"color": "#ced4da", "width": 1, "dash": "dot"}, layer="below")
+        fig.add_annotation(
+            x=(clip.start_s + clip.end_s) / 2,
+            y=1.0,
+            yref="paper",
+            yanchor="bottom",
+            text=f"clip {clip.index + 1}",
+            showarrow=False,
+            font={"size": 10, "color": "#868e96"},
+        )
+
+
+def _mark_peak(fig: go.Figure, times: np.ndarray, weights: np.ndarray, labels: Sequence[str]) -> None:
+    """The most attended frame, named with its share and time (nothing when no frame got any attention)."""
+    peak = int(np.argmax(weights))
+    if weights[peak] <= 0:
+        return
+    fig.add_annotation(
+        x=times[peak],
+        y=weights[peak],
+        text=f"peak {weights[peak]:.0f}% at {labels[peak]}",
+        showarrow=True,
+        arrowhead=2,
+        arrowcolor=PEAK_COLOR,
+        ax=0,
+        ay=-30,
+        font={"color": PEAK_COLOR, "size": 12},
+        bgcolor="rgba(255,255,255,0.85)",
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[times[peak]],
+            y=[weights[peak]],
+            mode="markers",
+            marker={"size": 11, "color": PEAK_COLOR, "line": {"color": "white", "width": 1.5}},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
 
 
 def overlay_image(frame: np.ndarray, heat: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:

@@ -57,7 +57,7 @@ class Turn:
     error: str = ""
     frame_indices: list[int] = field(default_factory=list)
     frame_timestamps_s: list[float] = field(default_factory=list)
-    compression: dict[str, Any] | None = None  # the plan the frames went through (`handlers.compression_dict`)
+    compression: dict[str, Any] | None = None  # the plan the frames went through (`app.running.compression_dict`)
     timings_s: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
     new_tokens: int = 0

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from app.handlers import Studio
+    from app.studio import Studio
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_CODE_BITS = 10  # frame numbers up to 1023 are written into synthetic frames
@@ -371,7 +371,7 @@ def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     """(url, studio) of the app built as `python app.py` builds it, launched in this process for one test module,
     with its own data directory (the real embedded default model)."""
     from app import ui
-    from app.handlers import Studio
+    from app.studio import Studio
 
     studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
     demo = ui.build_demo(studio)

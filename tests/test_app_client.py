@@ -22,11 +22,11 @@ import pytest
 from conftest import ROOT, free_port, start_app_process, wait_until_serving
 from gradio_client import Client, handle_file
 
-from app import ui
+from app import sidebar
 from app.data.store import AnnotationStore
-from app.tabs import chat as chat_tab
-from app.tabs import compare as compare_tab
-from app.tabs import export as export_tab
+from app.tabs.chat import layout as chat_tab
+from app.tabs.compare import layout as compare_tab
+from app.tabs.export import layout as export_tab
 from models.registry import DEFAULT_MODEL
 
 pytestmark = pytest.mark.e2e
@@ -202,12 +202,12 @@ def test_a_chat_about_an_example_clip_through_every_chat_endpoint(served_studio,
 
     refused = named(
         client.predict(UNAVAILABLE, api_name="/select_model"),
-        ui.MODEL_OUTPUTS,
+        sidebar.MODEL_OUTPUTS,
     )
     assert refused["model"]["value"] == DEFAULT_MODEL, "a model that cannot run here is not selected"
     accepted = named(
         client.predict(DEFAULT_MODEL, api_name="/select_model"),
-        ui.MODEL_OUTPUTS,
+        sidebar.MODEL_OUTPUTS,
     )
     assert "runs here" in accepted["model_info"]
 

@@ -25,7 +25,7 @@ from app.data.exports import (
     sanitize_name,
     summary_counts,
 )
-from app.data.hub_sync import push_to_hub, start_commit_scheduler
+from app.data.hub_sync import push_to_hub, start_hub_sync, sync_off_message
 from app.data.store import AnnotationStore
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -290,9 +290,10 @@ def test_push_and_sync_report_offline_quickly(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     started = time.monotonic()
     status = push_to_hub(tmp_path, "someone/annotations", token="hf_dummy")
-    scheduler, message = start_commit_scheduler(tmp_path, "someone/annotations", token="hf_dummy")
+    sync = start_hub_sync(tmp_path, "someone/annotations", token="hf_dummy")
     assert not status.ok and status.message.startswith("offline: cannot reach the Hub")
-    assert scheduler is None and "offline" in message
+    assert sync.scheduler is None and "offline" in sync.state.message  # paused: nothing is pushed
+    sync.stop()
 
     # an unreachable endpoint (nothing listens on the discard port) is reported, not waited on
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -304,7 +305,7 @@ def test_push_and_sync_report_offline_quickly(tmp_path, monkeypatch):
 
 def test_sync_stays_off_without_a_repo(tmp_path, monkeypatch):
     monkeypatch.delenv("STUDIO_HUB_DATASET_REPO", raising=False)
-    scheduler, message = start_commit_scheduler(tmp_path, token="hf_dummy")
-    assert scheduler is None and "STUDIO_HUB_DATASET_REPO" in message
+    assert start_hub_sync(tmp_path, token="hf_dummy") is None
+    assert "STUDIO_HUB_DATASET_REPO" in sync_off_message()
     status = push_to_hub(tmp_path, "not a repo id", token="hf_dummy")
     assert not status.ok and "user/name" in status.message

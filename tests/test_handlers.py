@@ -15,9 +15,14 @@ import numpy as np
 import pytest
 from conftest import BAD_VIDEO_KINDS
 
-from app import chat, compare, exporting, ratings, views
-from app import handlers as h
+from app import running, sidebar
+from app import studio as studio_module
 from app.session import Session, View
+from app.settings import Settings, model_choices
+from app.tabs.chat import handlers as chat
+from app.tabs.chat import ratings, views
+from app.tabs.compare import handlers as compare
+from app.tabs.export import handlers as exporting
 from models.base import Answer, Attention, ClipBudget, GenerationParams, TokenStats, VisualContext
 from models.registry import DEFAULT_MODEL
 
@@ -113,13 +118,13 @@ class FakeVideoLLM:
 @pytest.fixture
 def fake(monkeypatch) -> FakeVideoLLM:
     model = FakeVideoLLM()
-    monkeypatch.setattr(h, "load_model", lambda name: model)
+    monkeypatch.setattr(running, "load_model", lambda name: model)
     return model
 
 
 @pytest.fixture
-def studio(tmp_path) -> h.Studio:
-    studio = h.Studio(data_dir=tmp_path / "data")
+def studio(tmp_path) -> studio_module.Studio:
+    studio = studio_module.Studio(data_dir=tmp_path / "data")
     yield studio
     studio.close()
 
@@ -129,7 +134,7 @@ def clip(make_video) -> Path:
     return make_video("clip.mp4", duration_s=2.0, fps=10)
 
 
-SETTINGS = h.Settings(num_frames=8, fps=0, compressor="dynamic", budget_pct=50)
+SETTINGS = Settings(num_frames=8, fps=0, compressor="dynamic", budget_pct=50)
 
 
 def ask(session, question, settings=SETTINGS) -> list[dict]:
@@ -225,11 +230,11 @@ def test_an_empty_question_is_refused_with_a_hint(fake):
 @pytest.mark.parametrize(
     "settings, phrase",
     [
-        (h.Settings(num_frames=0), "number of frames"),
-        (h.Settings(temperature=9), "temperature"),
-        (h.Settings(max_new_tokens="lots"), "max new tokens"),
-        (h.Settings(model=UNAVAILABLE), "needs"),
-        (h.Settings(model="gpt-17"), "not a known model"),
+        (Settings(num_frames=0), "number of frames"),
+        (Settings(temperature=9), "temperature"),
+        (Settings(max_new_tokens="lots"), "max new tokens"),
+        (Settings(model=UNAVAILABLE), "needs"),
+        (Settings(model="gpt-17"), "not a known model"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message_not_a_traceback(studio, fake, clip, settings, phrase):
@@ -242,10 +247,10 @@ def test_bad_settings_are_refused_with_a_message_not_a_traceback(studio, fake, c
 
 def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one():
     session = Session()
-    out = chat.select_model(session, UNAVAILABLE)
+    out = sidebar.select_model(session, UNAVAILABLE)
     assert "needs a GPU" in out["warning"] and out["model"]["value"] == DEFAULT_MODEL
     assert session.model == DEFAULT_MODEL
-    labels = dict((name, label) for label, name in h.model_choices())
+    labels = dict((name, label) for label, name in model_choices())
     assert "unavailable here: needs a GPU and hub access" in labels[UNAVAILABLE]
     assert labels[DEFAULT_MODEL] == DEFAULT_MODEL
 
@@ -477,7 +482,7 @@ def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fak
 
 def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
     session = Session()
-    settings = h.Settings(num_frames=16, fps=2.0, max_new_tokens=24)
+    settings = Settings(num_frames=16, fps=2.0, max_new_tokens=24)
     out = chat.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
     assert "warning" not in out, out.get("warning")
     outs = ask(session, "What animal is in the video?", settings)
@@ -507,7 +512,7 @@ def test_stream_answer_runs_the_model_in_one_thread_and_stops_it_when_closed():
                 yield item
 
     model = Recorder()
-    stream = h.stream_answer(model, None, [], "Hi", GenerationParams())
+    stream = running.stream_answer(model, None, [], "Hi", GenerationParams())
     first = next(stream)
     stream.close()
     assert first == "A" and len(threads) == 1

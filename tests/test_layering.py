@@ -32,8 +32,10 @@ def test_no_gradio_below_the_ui(package):
 def test_ui_module_only_composes_and_every_tab_wires_itself():
     assert len((ROOT / "app" / "ui.py").read_text().splitlines()) < 200
     for tab in ("chat", "compare", "export", "live"):
-        source = (ROOT / "app" / "tabs" / f"{tab}.py").read_text()
-        assert "api_name=" in source and "def build(" in source, tab
+        package = ROOT / "app" / "tabs" / tab
+        layout, handlers = (package / "layout.py").read_text(), (package / "handlers.py").read_text()
+        assert "api_name=" in layout and "def build(" in layout, tab
+        assert "def build(" not in handlers, tab  # handlers stay plain functions
 
 
 def test_the_store_exports_from_a_notebook_without_the_ui(tmp_path):

@@ -53,9 +53,9 @@ def named(values, names):
 
 
 def test_the_local_checkpoint_runs_with_dynamic_budgets_and_a_compression_ab(app_url, tmp_path):
-    from app.tabs import chat as chat_tab
-    from app.tabs import compare as compare_tab
-    from app.tabs import export as export_tab
+    from app.tabs.chat import layout as chat_tab
+    from app.tabs.compare import layout as compare_tab
+    from app.tabs.export import layout as export_tab
 
     client = Client(app_url, verbose=False, download_files=False)
     settings = (NAME, 8, 0, "dynamic", 50, 0.0, 1.0, 6, 0)

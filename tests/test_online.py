@@ -17,7 +17,7 @@ import pytest
 
 from app.data.exports import kto_rows
 from app.data.store import AnnotationStore
-from app.live import LiveController, LiveRegistry, live_replay, timeline_figure
+from app.tabs.live.handlers import LiveController, LiveRegistry, live_replay, timeline_figure
 from models.online.base import AnswerStart, FrameDecision, OnlineParams, Remark, SessionLimits, replay
 from models.online.frames import StreamReader
 from models.online.lite import ANSWER_FEW_SHOT, REMARK_FEW_SHOT, EncodedFrame, load_online

@@ -77,7 +77,7 @@ _JSON_TEXT_COLUMNS = [
     name for name in RECORDS_SCHEMA.names if name == "extra" or name.startswith(("encode_params", "generation_params"))
 ]
 _VIDEO_FIELDS = [("video", pa.string()), ("video_sha256", pa.string()), ("video_duration_s", pa.float64())]
-# The compression an answer's frames went through (see app.handlers.compression_dict); null for text-only turns.
+# The compression an answer's frames went through (see app.running.compression_dict); null for text-only turns.
 _COMPRESSION = pa.struct(
     [
         ("compressor", pa.string()),
@@ -579,40 +579,8 @@ def _size_category(total: int) -> str:
     return "100K<n<1M"
 
 
-def dataset_card(counts: dict[str, int], files: Iterable[str] = ()) -> str:
-    """The README.md of an export: YAML header for the Hub (configs point at the Parquet files), what each field
-    means, the counts of this export and the rules that turn judgements into TRL rows."""
-    files = set(files)
-    configs = [
-        (config, path)
-        for config, path in (("records", "records.parquet"), ("dpo", "trl/dpo.parquet"), ("kto", "trl/kto.parquet"))
-        if not files or path in files
-    ]
-    header = [
-        "---",
-        "pretty_name: Video-LLM Studio preference annotations",
-        "task_categories:",
-        "- video-text-to-text",
-        "tags:",
-        "- video",
-        "- human-feedback",
-        "- preference",
-        "- dpo",
-        "- kto",
-        "- video-llm-studio",
-        "size_categories:",
-        f"- {_size_category(counts.get('total', 0))}",
-    ]
-    if configs:
-        header.append("configs:")
-    for position, (config, path) in enumerate(configs):
-        header += [f"- config_name: {config}", f"  data_files: {path}"]
-        if position == 0:
-            header.append("  default: true")
-    header.append("---")
-    high, low = KTO_DESIRABLE_MIN_SCORE, KTO_UNDESIRABLE_MAX_SCORE
-    count_lines = "\n".join(f"| {key.replace('_', ' ')} | {value} |" for key, value in counts.items())
-    body = f"""
+# The body of an export's README.md (`dataset_card`): what the files and fields are, and the TRL row rules.
+CARD_BODY = """
 # Video-LLM Studio preference annotations
 
 Judgements people made in Video-LLM Studio while chatting with video LLMs: ratings of single answers (thumbs,
@@ -675,4 +643,40 @@ frames from `video` at those timestamps.
 `video` is a plain string path rather than a `datasets.Video` feature: decoding that feature needs `torchcodec`,
 and without decoding it embeds a full copy of the file in every row.
 """
+
+
+def dataset_card(counts: dict[str, int], files: Iterable[str] = ()) -> str:
+    """The README.md of an export: YAML header for the Hub (configs point at the Parquet files), what each field
+    means, the counts of this export and the rules that turn judgements into TRL rows."""
+    files = set(files)
+    configs = [
+        (config, path)
+        for config, path in (("records", "records.parquet"), ("dpo", "trl/dpo.parquet"), ("kto", "trl/kto.parquet"))
+        if not files or path in files
+    ]
+    header = [
+        "---",
+        "pretty_name: Video-LLM Studio preference annotations",
+        "task_categories:",
+        "- video-text-to-text",
+        "tags:",
+        "- video",
+        "- human-feedback",
+        "- preference",
+        "- dpo",
+        "- kto",
+        "- video-llm-studio",
+        "size_categories:",
+        f"- {_size_category(counts.get('total', 0))}",
+    ]
+    if configs:
+        header.append("configs:")
+    for position, (config, path) in enumerate(configs):
+        header += [f"- config_name: {config}", f"  data_files: {path}"]
+        if position == 0:
+            header.append("  default: true")
+    header.append("---")
+    count_lines = "\n".join(f"| {key.replace('_', ' ')} | {value} |" for key, value in counts.items())
+    body = CARD_BODY.format(count_lines=count_lines, high=KTO_DESIRABLE_MIN_SCORE, low=KTO_UNDESIRABLE_MAX_SCORE)
     return "\n".join(header) + "\n" + body
+

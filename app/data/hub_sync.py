@@ -564,21 +564,6 @@ def sync_off_message(repo_id: str | None = None) -> str:
     return f"Hub sync off: set {HUB_REPO_ENV} (user/name) and {TOKEN_ENV} to keep annotations on the Hub"
 
 
-def start_commit_scheduler(
-    data_dir: str | Path,
-    repo_id: str | None = None,
-    token: str | None = None,
-    *,
-    every_minutes: float = 5,
-    private: bool = True,
-) -> tuple[ShardCommitScheduler | None, str]:
-    """Earlier entry point, kept for callers not yet moved to `start_hub_sync`: (scheduler or None, status line)."""
-    sync = start_hub_sync(data_dir, repo_id, token, every_minutes=every_minutes, private=private)
-    if sync is None:
-        return None, sync_off_message(repo_id)
-    return sync.scheduler, sync.state.message
-
-
 def _read_shard(path: Path) -> list[dict]:
     return records_from_table(pq.read_table(path))
 

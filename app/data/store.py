@@ -2,7 +2,7 @@
 row in a SQLite database, written once and never rewritten (FastChat style), so that a vote is a self-contained
 record of who judged what they were shown: the video (kept in the data directory under its sha256), the sampled
 frames, the model(s) and their parameters, the conversation, the answer(s) and the judgement. The database runs in
-WAL mode with `synchronous=FULL`, so a vote is on disk before `record_*` returns; exports (app/exports.py) are
+WAL mode with `synchronous=FULL`, so a vote is on disk before `record_*` returns; exports (app/data/exports.py) are
 derived from it and never the other way round. Plain Python: no gradio, no torch.
 """
 

@@ -1,1 +1,1 @@
-"""One module per tab of the studio: each builds its layout and wires its own events."""
+"""One package per tab of the studio (chat, compare, export, live), each holding its layout and its handlers."""

@@ -1,9 +1,10 @@
-"""The Export tab: counts of what the store holds, a preview table, every export format, and the Hub push.
+"""Handlers of the Export tab: the store's counts and preview, one export of every format with its download
+buttons, and the push of the latest export to a Hub dataset repo.
 
 `export_data` writes every format (JSONL, CSV, Parquet, a Hugging Face dataset, TRL's DPO pairs and KTO rows) from
-one snapshot of the store into a fresh folder under `<data_dir>/exports/` (via `app/exports.py`), zips the dataset
-with its videos, and enables one download button per file; `push_export` uploads the latest export folder to a Hub
-dataset repo (via `app/hub_sync.py`).
+one snapshot of the store into a fresh folder under `<data_dir>/exports/` (the formats are the gradio-free library
+`app/data/exports.py`), zips the dataset with its videos, and enables one download button per file; `push_export`
+uploads the latest export folder to a Hub dataset repo (`app/data/hub_sync.py`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from app.data.exports import (
     summary_counts,
 )
 from app.data.hub_sync import push_to_hub
-from app.handlers import Studio, plain
 from app.session import Session
+from app.studio import Studio
+from app.text import plain
 
 
 def counts_markdown(studio: Studio) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.chat import message_owner, rate_target_update
 from app.data.store import annotator_label
-from app.handlers import Studio, video_record_fields
-from app.session import Session, Turn
+from app.judgements import record_rating
+from app.session import Session
+from app.studio import Studio
+from app.tabs.chat.handlers import message_owner, rate_target_update
 
 THUMBS = {"👍 good": 1, "👎 bad": -1, "no thumbs": None}
 
@@ -48,21 +49,15 @@ def rate_answer(
     try:
         if score_value is not None:
             score_value = int(score_value)
-        record_id = studio.store.record_rating(
-            model=turn.model,
-            question=turn.question,
-            answer=turn.answer,
-            conversation=turn.history,
-            **video_record_fields(studio, session, turn.video),
-            frame_indices=turn.frame_indices,
-            frame_timestamps_s=turn.frame_timestamps_s,
-            encode_params=turn.encode_params,
-            generation_params=turn.generation_params,
+        record_id = record_rating(
+            studio.store,
+            turn,
             thumbs=thumbs_value,
             score=score_value,
-            reason=reason or "",
+            reason=reason,
             annotator=annotator_label(annotator, session_hash),
-            extra=_turn_extra(session, turn, source),
+            kept_videos=session.kept_videos,
+            extra={"source": source, "turn": session.turn_number(turn), "turn_id": turn.id},
         )
     except (ValueError, OSError) as error:
         return {"warning": f"Not saved: {error}."}
@@ -88,20 +83,6 @@ def rate_answer(
         "score": None,
         "reason": "",
         "thumbs": "no thumbs",
-    }
-
-
-def _turn_extra(session: Session, turn: Turn, source: str) -> dict[str, Any]:
-    return {
-        "source": source,
-        "turn": session.turn_number(turn),
-        "turn_id": turn.id,
-        "status": turn.status,
-        "video_name": turn.video.name if turn.video else None,
-        "timings_s": {k: round(float(v), 4) for k, v in turn.timings_s.items()},
-        "prompt_tokens": turn.prompt_tokens,
-        "new_tokens": turn.new_tokens,
-        "compression": turn.compression,
     }
 
 

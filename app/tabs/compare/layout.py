@@ -1,20 +1,21 @@
-"""The A/B compare tab: one question, two setups, two blind answers and one vote; it builds and wires itself.
+"""Layout of the A/B compare tab: one question, two setups, two blind answers and one vote, wired to the handlers in
+`app/tabs/compare/handlers.py`.
 
 Two modes: "two setups" (two models, or one model with different sampling or compression) and "same model, two
 compressions", which keeps the model and greedy decoding identical on both sides so the vote is about compression
 alone. Below the vote, a summary table shows, per pair of compression settings, wins / ties / losses with a 95%
-interval. Handlers live in `app/compare.py`.
+interval.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import compare
-from app.chat import compressor_update
-from app.handlers import model_choices
 from app.session import Session
-from app.shared import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, session_hash, stopped
+from app.settings import model_choices
+from app.sidebar import compressor_update
+from app.tabs.compare import handlers as compare
+from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, session_hash, stopped
 from models.registry import DEFAULT_MODEL
 
 AB_OUTPUTS = ["ab_chat_a", "ab_chat_b", "ab_reveal", "ab_votable", "session"]

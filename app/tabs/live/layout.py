@@ -1,5 +1,5 @@
-"""The Live tab: the video plays in the browser, an online assistant speaks up when something changes, and its
-remarks can be rated; it builds and wires itself. Handlers and per-viewer state live in `app/live.py`.
+"""Layout of the Live tab: the video plays in the browser, an online assistant speaks up when something changes,
+and its remarks can be rated; the handlers and per-viewer state are in `app/tabs/live/handlers.py`.
 
 The clock (a `gr.Timer` reading the player's time) and the player's own events are UI gestures: callable, but hidden
 from the API docs. Programs use `live_replay(video, threshold, fps)`, which processes a whole file server-side.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.handlers import ASSETS_DIR
-from app.live import (
+from app.studio import ASSETS_DIR
+from app.tabs.live.handlers import (
     CHAT_ELEM_ID,
     DEFAULT_FPS,
     DEFAULT_THRESHOLD,
@@ -23,7 +23,7 @@ from app.live import (
     clock_js,
     timeline_figure,
 )
-from app.shared import HIDDEN, MODEL_GROUP, Panel, Shared, session_hash
+from app.wiring import HIDDEN, MODEL_GROUP, Panel, Shared, session_hash
 
 
 def example_clips(assets_dir: Path = ASSETS_DIR) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
-"""What the tabs share: the `Shared` handles `app/ui.py` passes to each tab, and the small machinery every tab uses
-to turn a handler's named outputs into component updates.
+"""How a tab turns its handlers into Gradio events: the `Shared` handles `app/ui.py` passes to each tab, the `Panel`
+that maps a handler's named outputs onto component updates, and the concurrency groups every event runs in.
 
-A tab module builds its components into a `Panel` (its own components by name: no dict of everything), wires its
+A tab builds its components into a `Panel` (its own components by name: no dict of everything), wires its
 events with `panel.emit(names)` / `panel.streamed(names, results)`, and reads the sidebar's settings and the session
 from `Shared`. Handlers stay plain functions of (inputs, session) -> {output name: value}, testable without a browser;
 two keys are not components: "warning" and "info" become toasts.
@@ -16,7 +16,8 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers import Settings, Studio
+from app.settings import Settings
+from app.studio import Studio
 
 MODEL_GROUP = {"concurrency_id": "model", "concurrency_limit": 1}
 EXPORT_GROUP = {"concurrency_id": "export", "concurrency_limit": 1}

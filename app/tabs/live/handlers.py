@@ -1,9 +1,9 @@
 """The Live tab's handlers: an online assistant that speaks up while the video plays, and the server-side replay.
 
-The layout and events are in `app/tabs/live.py`; this module holds the per-viewer state and what each event does.
-`live_replay(video, threshold, fps)` is also a plain function.
+The layout and events are in `app/tabs/live/layout.py`; this module holds the per-viewer state and what each
+event does. `live_replay(video, threshold, fps)` is also a plain function.
 
-How it runs (pattern A of specs/online_assistant.md §3.3): the browser plays the video and is the clock. While it
+How it runs: the browser plays the video and is the clock (the server never paces playback itself). While it
 plays, a `gr.Timer` ticks every 0.5 s; each tick's `js=` hook reads the player's `currentTime`, and the server
 decodes the 2 fps grid frames between the last ingested time and now (`models.online.frames.StreamReader`) and
 feeds them to the viewer's session, streaming any remark into the chat (prefixed with its video time) and onto the
@@ -26,7 +26,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -49,7 +48,6 @@ from models.online.base import (
 )
 from models.online.frames import StreamReader
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 VIDEO_ELEM_ID = "live-video"
 CHAT_ELEM_ID = "live-chat"
 TICK_S = 0.5

@@ -1,11 +1,11 @@
-"""The Chat tab: loading a video, asking about it with the answer streamed in, and reworking the conversation.
+"""Handlers of the Chat tab: loading a video, asking about it with the answer streamed in, and reworking the
+conversation.
 
 The conversation lives in the `Session` as turns and notes; `render_chat` draws the Chatbot's messages from it
 (never the other way round), and `message_owner` maps a message the person clicked or edited back to its entry.
 `load_video` probes, samples and encodes a clip as soon as it is picked, so its frames and token budget show before
-the first question; `chat` streams an answer and ends with the views of that answer (`app/views.py`);
-`regenerate`, `undo`, `edit_message` and `clear_chat` rework the conversation, and `select_model` applies a model's
-defaults or says why it cannot run here.
+the first question; `chat` streams an answer and ends with the views of that answer (`app/tabs/chat/views.py`);
+`regenerate`, `undo`, `edit_message` and `clear_chat` rework the conversation.
 """
 
 from __future__ import annotations
@@ -19,32 +19,27 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers import (
-    Example,
+from app.running import (
     Progress,
-    Settings,
-    Studio,
-    check_runnable,
     compression_dict,
-    compressor_description,
-    compressors_for,
     encode_clip,
-    escape_html,
     failure_message,
     load_named_model,
-    model_info_markdown,
     no_progress,
-    plain,
-    question_problem,
     relay_answer,
-    short,
     stream_answer,
 )
 from app.session import Note, Session, Turn, VideoRef, View
-from app.views import view_from, view_outputs
+from app.settings import (
+    Settings,
+    check_runnable,
+    question_problem,
+)
+from app.studio import Example, Studio
+from app.tabs.chat.views import view_from, view_outputs
+from app.text import escape_html, plain, short
 from models.base import ModelUnavailableError, VideoError, VisualContext
 from models.pipeline import video_sha256
-from models.registry import get_spec
 from models.units import plural
 from models.video import claim_note, probe_video
 
@@ -416,30 +411,4 @@ def clear_chat(session: Session) -> dict[str, Any]:
         **view_outputs(session.view),
         "rate_target": rate_target_update(session),
         "answer_stats": "",
-    }
-
-
-def compressor_update(model: str, value: str | None = None) -> Any:
-    """The compressor dropdown for `model`: only the compressors it supports, with a one-line description each."""
-    supported = compressors_for(model)
-    choices = [(f"{name} — {compressor_description(name)}", name) for name in supported]
-    return gr.update(choices=choices, value=value if value in supported else supported[0])
-
-
-def select_model(session: Session, name: str) -> dict[str, Any]:
-    """The model dropdown changed: refuse models that cannot run here (and say why), else apply its defaults."""
-    try:
-        check_runnable(name)
-    except ModelUnavailableError as error:
-        return {"warning": f"{error} Staying with {session.model}.", "model": gr.update(value=session.model)}
-    session.model = name
-    defaults = get_spec(name).defaults
-    return {
-        "model": gr.update(value=name),
-        "model_info": model_info_markdown(name),
-        "num_frames": defaults.num_frames,
-        "fps": defaults.fps or 0,
-        "compressor": compressor_update(name, defaults.compressor),
-        "budget_pct": defaults.budget_pct,
-        "session": session,
     }

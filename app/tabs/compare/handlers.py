@@ -1,9 +1,10 @@
-"""The A/B compare tab: one question answered by two setups, shown blind as A and B, then one vote and a reveal.
+"""Handlers of the A/B compare tab: one question answered by two setups, shown blind as A and B, then one vote and a
+reveal.
 
 A setup is a model with its own sampling and token budget; the frame sampling and answer length are the chat's.
 `ab_run` answers with both setups in a random order (a coin flip decides which is A) and streams both answers;
-`ab_vote` records the judgement in the annotation store and only then names the setups. A round that was stopped
-half-way is dropped, because a round with a missing answer cannot be judged.
+`ab_vote` records the judgement in the annotation store (`app/judgements.py`) and only then names the setups. A
+round that was stopped half-way is dropped, because a round with a missing answer cannot be judged.
 """
 
 from __future__ import annotations
@@ -15,24 +16,21 @@ from typing import Any
 
 from app.data.preferences import compression_preferences
 from app.data.store import annotator_label
-from app.handlers import (
+from app.judgements import record_comparison
+from app.running import (
     Progress,
-    Settings,
-    Studio,
-    check_runnable,
     compression_dict,
     encode_clip,
-    escape_html,
     failure_message,
     load_named_model,
     no_progress,
-    plain,
-    question_problem,
     relay_answer,
     stream_answer,
-    video_record_fields,
 )
 from app.session import ABRound, Session, Side
+from app.settings import Settings, check_runnable, question_problem
+from app.studio import Studio
+from app.text import escape_html, plain
 from models.base import EncodeParams, GenerationParams, ModelUnavailableError
 
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
@@ -171,36 +169,15 @@ def ab_vote(
         return {"warning": "Run a comparison first: both answers must be in before you vote."}
     if round_.voted:
         return {"warning": "This round is already judged; run a new comparison to vote again.", **ab_outputs(round_)}
-    a, b = round_.sides
     try:
-        record_id = studio.store.record_comparison(
-            model_a=a.model,
-            model_b=b.model,
-            question=round_.question,
-            answer_a=a.answer,
-            answer_b=b.answer,
+        record_id = record_comparison(
+            studio.store,
+            round_,
             choice=choice,
-            conversation=[],
-            **video_record_fields(studio, session, round_.video),
-            frame_indices_a=a.frame_indices,
-            frame_timestamps_s_a=a.frame_timestamps_s,
-            frame_indices_b=b.frame_indices,
-            frame_timestamps_s_b=b.frame_timestamps_s,
-            encode_params_a=a.encode_params,
-            encode_params_b=b.encode_params,
-            generation_params_a=a.generation_params,
-            generation_params_b=b.generation_params,
-            reason=reason or "",
+            reason=reason,
             annotator=annotator_label(annotator, session_hash),
-            extra={
-                "round_id": round_.id,
-                "setup_a": a.setup,
-                "setup_b": b.setup,
-                "blind": True,
-                "mode": round_.mode,
-                "compression_a": a.compression,
-                "compression_b": b.compression,
-            },
+            kept_videos=session.kept_videos,
+            extra={"setup_a": round_.sides[0].setup, "setup_b": round_.sides[1].setup, "blind": True},
         )
     except (ValueError, OSError) as error:
         return {"warning": f"Not saved: {error}."}

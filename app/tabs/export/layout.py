@@ -1,13 +1,13 @@
-"""The Export tab: counts of what the store holds, every export format, the newest judgements and the Hub push; it
-builds and wires itself. Handlers live in `app/exporting.py`, the formats in `app/data/exports.py`.
+"""Layout of the Export tab: counts of what the store holds, every export format, the newest judgements and the Hub
+push, wired to `app/tabs/export/handlers.py`.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import exporting
-from app.shared import EXPORT_GROUP, HIDDEN, LIGHT, Panel, Shared
+from app.tabs.export import handlers as exporting
+from app.wiring import EXPORT_GROUP, HIDDEN, LIGHT, Panel, Shared
 
 EXPORT_OUTPUTS = ["export_status", "export_files", "session", "export_counts", "export_preview", *exporting.DOWNLOADS]
 REFRESH_OUTPUTS = ["export_counts", "export_preview", "sync_status"]

@@ -1,18 +1,19 @@
-"""The Chat tab: the video and the conversation on the left, the Frames / Compression / Attention views of the latest
-answer on the right, and the rating panel; it builds its layout and wires its own events.
+"""Layout of the Chat tab: the video and the conversation on the left, the Frames / Compression / Attention views of
+the latest answer on the right, and the rating panel, with every event wired to its handler.
 
-Handlers live in `app/chat.py` (loading a video, asking, reworking the conversation), `app/views.py` (the views)
-and `app/ratings.py` (ratings); this module only places components and connects them. Events that run a model share
-the "model" concurrency group, so a CPU never runs two generations at once.
+The handlers are the package's other modules (`handlers.py`: loading a video, asking, reworking the conversation;
+`views.py`: the views; `ratings.py`: ratings); this module only places components and connects them. Events that
+run a model share the "model" concurrency group, so a CPU never runs two generations at once.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import chat, ratings, views
 from app.session import Session
-from app.shared import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, event_data, session_hash, stopped
+from app.tabs.chat import handlers as chat
+from app.tabs.chat import ratings, views
+from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, event_data, session_hash, stopped
 
 VIEW_OUTPUTS = [
     "frames",

@@ -1,0 +1,83 @@
+"""The process-wide state every browser session shares: the data directory, the annotation store, the example
+clips and the Hub sync's status, held by one `Studio` that `app.py` builds at start and hands to the UI and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.data.store import AnnotationStore, default_data_dir
+from models.pipeline import video_sha256
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class Example:
+    path: str
+    title: str
+    questions: list[str]
+
+
+def load_examples(assets_dir: Path = ASSETS_DIR) -> list[Example]:
+    """The example clips listed in assets/examples.json (missing files are skipped)."""
+    listing = assets_dir / "examples.json"
+    if not listing.is_file():
+        return []
+    clips = json.loads(listing.read_text(encoding="utf-8")).get("clips", [])
+    examples = []
+    for clip in clips:
+        path = assets_dir / clip["file"]
+        if path.is_file():
+            examples.append(Example(str(path), clip.get("title", clip["file"]), list(clip.get("questions", []))))
+    return examples
+
+
+@dataclass
+class Studio:
+    """What all sessions share. The store is opened on first use, so building the UI creates no files."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    examples: list[Example] = field(default_factory=load_examples)
+    hub_status: str = ""
+    hub_sync: Any = None  # app.data.hub_sync.HubSync when a dataset repo is configured
+    _store: AnnotationStore | None = None
+    _examples_by_sha: dict[str, Example] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def store(self) -> AnnotationStore:
+        with self._lock:
+            if self._store is None:
+                self._store = AnnotationStore(self.data_dir)
+            return self._store
+
+    def hub_message(self) -> tuple[str, bool]:
+        """The Hub sync's current one-line status and whether it is a warning (restore failed, pushing paused)."""
+        if self.hub_sync is not None:
+            state = self.hub_sync.state
+            return state.message, bool(state.warning)
+        return self.hub_status, False
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    def example_for(self, sha256: str) -> Example | None:
+        with self._lock:
+            if self._examples_by_sha is None:
+                self._examples_by_sha = {video_sha256(e.path): e for e in self.examples}
+            return self._examples_by_sha.get(sha256)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
