@@ -3,7 +3,7 @@
 Flags: --data-dir (annotations, kept videos and exports; default $STUDIO_DATA_DIR or ./data), --host, --port,
 --model PATH or NAME=PATH (a downloaded checkpoint folder to add to the model menu; repeatable; also
 $STUDIO_LOCAL_MODELS and the JSON/TOML file named by $STUDIO_MODELS_FILE), --no-preload (load the model on the first
-question instead of at start). The Gradio share tunnel stays off. On
+question instead of at start), --accounts FILE (sign-in; also $STUDIO_ACCOUNTS). The Gradio share tunnel stays off. On
 Hugging Face Spaces, annotations are synced to a Hub dataset repo when STUDIO_HUB_DATASET_REPO and HF_TOKEN are set.
 """
 
@@ -15,12 +15,19 @@ import os
 import threading
 from pathlib import Path
 
+from app.access.identity import AccessConfig
+from app.access.limits import Limits, rates_from_env
 from app.data.hub_sync import start_hub_sync, sync_off_message
 from app.studio import Studio
 from app.ui import build_demo, data_dir_from, launch_kwargs
 from models.registry import default_model_name, load_local_models_from_env, load_model, register_local_model
 
 log = logging.getLogger("studio")
+OPEN_WARNING = (
+    "Serving on %s with no accounts and no OAuth: everyone who reaches this address is an anonymous visitor who "
+    "may chat (and vote only with STUDIO_ANONYMOUS_VOTES=1), and nobody can export from the browser. Add accounts "
+    "(python -m app.accounts add NAME --role admin, then --accounts accounts.toml) or bind to 127.0.0.1."
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,14 +51,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add a downloaded checkpoint folder to the model menu (Slow-Fast MLLM, Qwen2.5-VL, LLaVA-OneVision, "
         "SmolVLM2); repeatable",
     )
+    parser.add_argument(
+        "--accounts",
+        default=os.environ.get("STUDIO_ACCOUNTS"),
+        metavar="FILE",
+        help="turn on sign-in with the accounts in FILE (python -m app.accounts add NAME --role admin|annotator); "
+        "default: $STUDIO_ACCOUNTS",
+    )
     parser.add_argument("--no-preload", action="store_true", help="load the model on first use instead of at start")
     return parser.parse_args(argv)
 
 
-def make_studio(data_dir: str | Path | None = None) -> Studio:
-    """The studio on its data directory; with a Hub dataset repo configured, its votes are restored from the Hub
-    first (blocking: nothing is served before the store holds them) and then synced as append-only shards."""
-    studio = Studio(data_dir=data_dir_from(data_dir))
+def make_studio(data_dir: str | Path | None = None, *, accounts: str | None = None, host: str = "127.0.0.1") -> Studio:
+    """The studio on its data directory, with its identities (an accounts file, Spaces OAuth, the local owner) and
+    rate limits; with a Hub dataset repo configured, its votes are restored from the Hub first (blocking: nothing is
+    served before the store holds them) and then synced as append-only shards."""
+    directory = data_dir_from(data_dir)
+    access = AccessConfig.from_env(accounts_path=accounts, host=host, data_dir=directory)
+    studio = Studio(data_dir=directory, access=access, limits=Limits(rates_from_env()))
+    if access.open_to_strangers:
+        log.warning(OPEN_WARNING, host)
     studio.hub_sync = start_hub_sync(studio.data_dir)
     studio.hub_status = studio.hub_sync.state.message if studio.hub_sync else sync_off_message()
     log.info(studio.hub_status)
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for name in register_local_models(args.model):
         log.info("local model registered: %s", name)
-    studio = make_studio(args.data_dir)
+    studio = make_studio(args.data_dir, accounts=args.accounts, host=args.host)
     demo = build_demo(studio)
     if not args.no_preload:
         preload()

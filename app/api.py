@@ -2,10 +2,14 @@
 
 - `ask(video, question, model, compressor, budget, frames, fps, temperature, top_p, max_new_tokens, seed)` streams
   partial answers and ends with `{answer, answer_id, model, video, frames, token_plan, attention, timings}`;
-- `rate(answer_id, thumbs, score, reason, annotator)` records a judgement of an answer `ask` gave → `{record_id}`;
+- `rate(answer_id, thumbs, score, reason)` records the caller's judgement of an answer `ask` gave them → `{record_id}`;
 - `compare(...)` answers one question with two setups → `{comparison_id, a, b}`; `vote(comparison_id, choice, ...)`
   records the judgement → `{record_id}`;
-- `export(format)` → a file; `records(limit, kind)` → the newest records as JSON.
+- `export(format)` → a file (admins); `records(limit, kind)` → the newest records as JSON (the caller's own; an
+  admin's: everyone's).
+
+Every call runs as the identity of its request (`app/access/identity.py`): a record's annotator is who is signed in,
+never a name the caller passes, and an answer or comparison can only be judged by the client that asked for it.
 
 Answers and comparisons wait for their judgement in a bounded in-memory table (the newest `PENDING_LIMIT`), held
 as the chat's own `Turn` and the A/B tab's `ABRound`, and are stored through the same `app/judgements.py`: a record
@@ -22,19 +26,23 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from app.access.identity import Identity
+from app.access.limits import RateLimited
+from app.access.policies import may
 from app.data.exports import export_all
 from app.data.store import KINDS
-from app.judgements import record_comparison, record_rating
+from app.judgements import Judge, record_comparison, record_rating
 from app.running import EXPECTED_ERRORS, compression_dict, encode_clip, load_named_model, no_progress, stream_answer
 from app.session import ABRound, Side, Turn, VideoRef
 from app.settings import Settings, check_runnable, question_problem
 from app.studio import Studio
-from app.wiring import EXPORT_GROUP, LIGHT, MODEL_GROUP
+from app.wiring import EXPORT_GROUP, LIGHT, MODEL_GROUP, identity_of
 from models.base import Answer, Attention, VisualContext
 from models.pipeline import video_sha256
 from models.registry import MODELS, default_model_name, get_spec
@@ -50,15 +58,18 @@ class ProgramAPI:
 
     def __init__(self, studio: Studio):
         self.studio = studio
-        self._pending: OrderedDict[str, Turn | ABRound] = OrderedDict()
+        self._pending: OrderedDict[str, Pending] = OrderedDict()
         self._kept_videos: dict[str, str] = {}  # sha256 -> path in the data dir, as a session keeps them
         self._lock = threading.Lock()
 
     # -- asking
 
-    def ask(self, video: str | None, question: str, settings: Settings) -> Iterator[dict[str, Any]]:
+    def ask(
+        self, video: str | None, question: str, settings: Settings, who: Identity, share_video: bool = False
+    ) -> Iterator[dict[str, Any]]:
         question = _checked_question(question)
-        ref = _video_ref(video)
+        self._admit(who, "chat")
+        ref = self._video_ref(video, who)
         model = _loaded(settings)
         context = _encoded(model, ref, settings)
         turn = _turn(question, ref, settings)
@@ -75,12 +86,20 @@ class ProgramAPI:
         _finish(turn, context, answer)
         result = _answer_json(settings.model, ref, context, answer, turn.answer)
         result["timings"]["total_s"] = round(time.perf_counter() - started, 4)
-        result["answer_id"] = self._remember(turn)
+        result["answer_id"] = self._remember(Pending(turn, who.key, share_video))
         yield {**result, "done": True}
 
-    def compare(self, video: str | None, question: str, sides: tuple[Settings, Settings]) -> dict[str, Any]:
+    def compare(
+        self,
+        video: str | None,
+        question: str,
+        sides: tuple[Settings, Settings],
+        who: Identity,
+        share_video: bool = False,
+    ) -> dict[str, Any]:
         question = _checked_question(question)
-        ref = _video_ref(video)
+        self._admit(who, "chat")
+        ref = self._video_ref(video, who)
         round_ = ABRound(question=question, video=ref, sides=[], mode="api")
         out = []
         for number, settings in enumerate(sides, start=1):
@@ -96,51 +115,75 @@ class ProgramAPI:
             _finish(turn, context, answer)
             round_.sides.append(_side(number, turn))
             out.append(_answer_json(settings.model, ref, context, answer, turn.answer, attention=False))
-        comparison_id = self._remember(round_)
+        comparison_id = self._remember(Pending(round_, who.key, share_video))
         return {"comparison_id": comparison_id, "a": out[0], "b": out[1]}
 
     # -- judging
 
-    def rate(self, answer_id: str, thumbs: str, score: int | None, reason: str, annotator: str) -> dict[str, Any]:
-        turn = self._pending_entry(answer_id, Turn)
+    def rate(
+        self, answer_id: str, thumbs: str, score: int | None, reason: str, annotator: str, who: Identity
+    ) -> dict[str, Any]:
+        _check_annotator(annotator, who)
+        pending = self._pending_entry(answer_id, Turn, who)
         if thumbs not in THUMBS:
             raise gr.Error(f"thumbs must be 'up', 'down' or '' (got {thumbs!r})")
+        self._admit(who, "vote")
+        judge = Judge(who, pending.share_video, self._kept_videos)
         extra = {"source": "api", "answer_id": answer_id}
         record_id = self._saved(
-            lambda: record_rating(self.studio.store, turn, thumbs=THUMBS[thumbs], score=score or None, reason=reason,
-                                  annotator=annotator or "api", kept_videos=self._kept_videos, extra=extra)
+            lambda: record_rating(self.studio.store, pending.entry, judge, thumbs=THUMBS[thumbs], score=score or None,
+                                  reason=reason, extra=extra)
         )  # fmt: skip
-        return {"record_id": record_id}
+        return {"record_id": record_id, "annotator": who.label}
 
-    def vote(self, comparison_id: str, choice: str, reason: str, annotator: str) -> dict[str, Any]:
-        round_ = self._pending_entry(comparison_id, ABRound)
+    def vote(self, comparison_id: str, choice: str, reason: str, annotator: str, who: Identity) -> dict[str, Any]:
+        _check_annotator(annotator, who)
+        pending = self._pending_entry(comparison_id, ABRound, who)
+        self._admit(who, "vote")
+        judge = Judge(who, pending.share_video, self._kept_videos)
         extra = {"source": "api", "comparison_id": comparison_id, "blind": False}
         record_id = self._saved(
-            lambda: record_comparison(self.studio.store, round_, choice=choice, reason=reason,
-                                      annotator=annotator or "api", kept_videos=self._kept_videos, extra=extra)
+            lambda: record_comparison(self.studio.store, pending.entry, judge, choice=choice, reason=reason,
+                                      extra=extra)
         )  # fmt: skip
         with self._lock:
             self._pending.pop(comparison_id, None)  # a comparison takes one vote
-        return {"record_id": record_id}
+        return {"record_id": record_id, "annotator": who.label}
 
     # -- reading
 
-    def export(self, format: str) -> str:
+    def export(self, format: str, who: Identity) -> str:
+        self._admit(who, "export")
         if format not in EXPORT_FORMATS:
             raise gr.Error(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {format!r})")
         result = export_all(self.studio.store)
+        self.studio.store.audit(who.key, "export", {"format": format, "records": result.counts["total"]})
         return str(result.files[EXPORT_FORMATS[format]])
 
-    def records(self, limit: int, kind: str) -> list[dict[str, Any]]:
+    def records(self, limit: int, kind: str, who: Identity) -> list[dict[str, Any]]:
+        """The newest records: everyone's for an admin, the caller's own for anyone else."""
         if kind not in ("", *KINDS):
             raise gr.Error(f"kind must be one of {', '.join(KINDS)} or empty (got {kind!r})")
         limit = max(1, min(int(limit or 20), 1000))
-        rows = self.studio.store.records(kind or None, newest_first=True, limit=limit)
+        mine = None if may(who, "read_all", self.studio.access) else who.key
+        rows = self.studio.store.records(kind or None, newest_first=True, limit=limit, identity=mine)
         return json.loads(json.dumps(rows, default=str))
 
     # -- internals
 
-    def _remember(self, entry: Turn | ABRound) -> str:
+    def _admit(self, who: Identity, action: str) -> None:
+        try:
+            self.studio.admit(who, action)
+        except (PermissionError, RateLimited) as error:
+            raise gr.Error(str(error)) from None
+
+    def _video_ref(self, path: str | None, who: Identity) -> VideoRef | None:
+        ref = _video_ref(path, self.studio)
+        if ref is not None and not ref.example:
+            self.studio.uploads.claim(ref.path, who)
+        return ref
+
+    def _remember(self, entry: Pending) -> str:
         key = uuid.uuid4().hex[:16]
         with self._lock:
             self._pending[key] = entry
@@ -148,12 +191,13 @@ class ProgramAPI:
                 self._pending.popitem(last=False)
         return key
 
-    def _pending_entry(self, key: str, kind: type) -> Any:
+    def _pending_entry(self, key: str, kind: type, who: Identity) -> Pending:
+        """The answer or comparison `who` asked for under `key`; someone else's id reads as unknown."""
         with self._lock:
             entry = self._pending.get(key or "")
-        if not isinstance(entry, kind):
+        if entry is None or not isinstance(entry.entry, kind) or entry.asker != who.key:
             what = "answer_id from ask" if kind is Turn else "comparison_id from compare"
-            raise gr.Error(f"unknown or expired {what}: {key!r} (the newest {PENDING_LIMIT} are kept)")
+            raise gr.Error(f"unknown or expired {what}: {str(key)[:40]!r} (the newest {PENDING_LIMIT} are kept)")
         return entry
 
     @staticmethod
@@ -162,6 +206,25 @@ class ProgramAPI:
             return record()
         except (ValueError, OSError) as error:
             raise gr.Error(f"not saved: {error}") from None
+
+
+@dataclass
+class Pending:
+    """An answer or comparison waiting for its judgement: who asked for it (only they may judge it) and whether
+    they agreed to share their uploaded video with the record."""
+
+    entry: Turn | ABRound
+    asker: tuple[str, str]
+    share_video: bool
+
+
+def _check_annotator(annotator: str, who: Identity) -> None:
+    """`annotator` is kept for old scripts: empty, or the caller's own label. Anything else would be a forgery."""
+    if annotator and annotator != who.label:
+        raise gr.Error(
+            f"annotator is set by sign-in, not by the caller: you are {who.describe()} (recorded as "
+            f"{who.label!r}); leave annotator empty"
+        )
 
 
 def _turn(question: str, ref: VideoRef | None, settings: Settings) -> Turn:
@@ -208,19 +271,21 @@ def _checked_question(question: str) -> str:
     return question
 
 
-def _video_ref(path: str | None) -> VideoRef | None:
+def _video_ref(path: str | None, studio: Studio) -> VideoRef | None:
     if not path:
         return None
     try:
         info = probe_video(path)
+        sha = video_sha256(path)
         return VideoRef(
             path=str(path),
             name=Path(path).name,
-            sha256=video_sha256(path),
+            sha256=sha,
             duration_s=float(info.duration_s),
             width=int(info.width),
             height=int(info.height),
             fps=float(info.fps),
+            example=studio.example_for(sha) is not None,
         )
     except (*EXPECTED_ERRORS, OSError) as error:
         raise gr.Error(str(error)) from None
@@ -315,6 +380,8 @@ class Endpoints:
         top_p: float = 1.0,
         max_new_tokens: int = 64,
         seed: int = 0,
+        share_video: bool = False,
+        request: gr.Request = None,
     ) -> Iterator[dict]:
         """Ask a video LLM about a video; streams {"answer": partial, "done": false}, then the full result.
 
@@ -330,25 +397,27 @@ class Endpoints:
             top_p: nucleus sampling mass.
             max_new_tokens: answer length cap.
             seed: sampling seed.
+            share_video: true if the uploaded video may go into the dataset with a rating of this answer (else
+                only its sha256, duration and sampled times are kept).
         Returns:
             {answer, answer_id, model, video, frames: [{index, time_s}], token_plan: {compressor, budget_pct, clips,
             totals}, attention: {per_frame, per_word, source}, timings, done: true}
         """
         settings = _settings(model, frames, fps, compressor, budget, temperature, top_p, max_new_tokens, seed)
-        yield from self.program.ask(video, question, settings)
+        yield from self.program.ask(video, question, settings, self._who(request), bool(share_video))
 
-    def rate(self, answer_id: str, thumbs: str = "", score: int | None = None, reason: str = "", annotator: str = ""
-             ) -> dict:  # fmt: skip
-        """Record a judgement of an answer from `ask`; returns {"record_id"}.
+    def rate(self, answer_id: str, thumbs: str = "", score: int | None = None, reason: str = "", annotator: str = "",
+             request: gr.Request = None) -> dict:  # fmt: skip
+        """Record your judgement of an answer you got from `ask`; returns {"record_id", "annotator"}.
 
         Args:
             answer_id: the answer_id that ask returned.
             thumbs: "up", "down" or "" (none).
             score: a 1-5 score, or None.
             reason: free text.
-            annotator: who judged (default "api").
+            annotator: leave empty: the record's annotator is who you are signed in as (any other name is refused).
         """
-        return self.program.rate(answer_id, thumbs, score, reason, annotator)
+        return self.program.rate(answer_id, thumbs, score, reason, annotator, self._who(request))
 
     def compare(
         self,
@@ -364,6 +433,8 @@ class Endpoints:
         fps: float = 0.0,
         max_new_tokens: int = 64,
         seed: int = 0,
+        share_video: bool = False,
+        request: gr.Request = None,
     ) -> dict:
         """Answer one question with two setups (greedy); returns {comparison_id, a, b}, each side as `ask` returns it.
 
@@ -380,38 +451,44 @@ class Endpoints:
             fps: sampling rate (0: spread evenly).
             max_new_tokens: answer length cap.
             seed: seed.
+            share_video: true if the uploaded video may go into the dataset with the vote.
         """
         side_a = _settings(model_a, frames, fps, compressor_a, budget_a, 0.0, 1.0, max_new_tokens, seed)
         side_b = _settings(model_b, frames, fps, compressor_b, budget_b, 0.0, 1.0, max_new_tokens, seed)
-        return self.program.compare(video, question, (side_a, side_b))
+        return self.program.compare(video, question, (side_a, side_b), self._who(request), bool(share_video))
 
-    def vote(self, comparison_id: str, choice: str, reason: str = "", annotator: str = "") -> dict:
-        """Record which side of a `compare` result is better; returns {"record_id"}.
+    def vote(
+        self, comparison_id: str, choice: str, reason: str = "", annotator: str = "", request: gr.Request = None
+    ) -> dict:
+        """Record which side of your `compare` result is better; returns {"record_id", "annotator"}.
 
         Args:
             comparison_id: the comparison_id that compare returned.
             choice: "a", "b", "tie" or "both_bad".
             reason: free text.
-            annotator: who judged (default "api").
+            annotator: leave empty: the record's annotator is who you are signed in as (any other name is refused).
         """
-        return self.program.vote(comparison_id, choice, reason, annotator)
+        return self.program.vote(comparison_id, choice, reason, annotator, self._who(request))
 
-    def export(self, format: str = "dpo") -> str:
-        """Export every record in one format and return the file.
+    def export(self, format: str = "dpo", request: gr.Request = None) -> str:
+        """Export every record in one format and return the file (admins only).
 
         Args:
             format: "jsonl", "csv", "parquet", "dpo" (TRL DPO pairs) or "kto" (TRL KTO rows).
         """
-        return self.program.export(format)
+        return self.program.export(format, self._who(request))
 
-    def records(self, limit: int = 20, kind: str = "") -> list:
-        """The newest records as JSON, newest first.
+    def records(self, limit: int = 20, kind: str = "", request: gr.Request = None) -> list:
+        """The newest records as JSON, newest first: your own (everyone's for admins).
 
         Args:
             limit: how many (1-1000).
             kind: "rating", "comparison" or "" for both.
         """
-        return self.program.records(limit, kind)
+        return self.program.records(limit, kind, self._who(request))
+
+    def _who(self, request: gr.Request | None) -> Identity:
+        return identity_of(self.program.studio, request)
 
 
 def _settings(model: str, frames: int, fps: float, compressor: str, budget: float, temperature: float, top_p: float,
@@ -446,7 +523,11 @@ def _inputs_for(fn) -> list[Any]:
     components: list[Any] = []
     for name, parameter in inspect.signature(fn).parameters.items():
         default = None if parameter.default is inspect.Parameter.empty else parameter.default
-        if name == "video":
+        if name == "request":
+            continue  # Gradio hands the request itself to the function
+        if isinstance(default, bool):
+            components.append(gr.Checkbox(value=default, label=name))
+        elif name == "video":
             components.append(gr.File(type="filepath", label=name, file_types=["video"]))
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
             components.append(gr.Number(value=default, label=name))

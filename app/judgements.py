@@ -1,21 +1,46 @@
 """Judgements into the annotation store: a rated chat `Turn` and a voted A/B `ABRound` become records, one function
 per kind, called alike by the chat's rating panel and thumbs, the A/B tab and the program API, so a record holds
-the same fields whichever surface made it (the video kept by hash, the frames, the parameters, the compression).
+the same fields whichever surface made it (who judged, the video kept by hash, the frames, the parameters, the
+compression).
+
+The video file itself is kept only when its uploader agreed to share it (the consent box beside the terms; an
+example clip and the local owner's own videos always are); otherwise the record keeps the video's sha256 and
+duration and the sampled timestamps, and no export ever carries the file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from app.access.identity import Identity
 from app.data.store import AnnotationStore
-from app.session import ABRound, Turn, VideoRef
+from app.session import ABRound, Session, Turn, VideoRef
 
 
-def video_fields(store: AnnotationStore, video: VideoRef | None, kept_videos: dict[str, str]) -> dict[str, Any]:
-    """The video fields of a judgement: its path inside the data dir (copied there, by hash, on its first judgement;
-    `kept_videos` remembers sha256 -> stored path), its sha256 and its duration; all None for a text-only one."""
+@dataclass
+class Judge:
+    """Who judges and what they agreed to: the identity a record is stored under, whether their uploaded video
+    may be kept with it, and the videos already kept for them (sha256 -> stored path)."""
+
+    who: Identity
+    share_video: bool
+    kept_videos: dict[str, str]
+
+
+def judge_for(session: Session, who: Identity) -> Judge:
+    """A chat or A/B judgement's judge: the session's consent and the videos it already kept."""
+    return Judge(who, session.share_video, session.kept_videos)
+
+
+def video_fields(store: AnnotationStore, video: VideoRef | None, judge: Judge) -> dict[str, Any]:
+    """The video fields of a judgement: its path inside the data dir (copied there, by hash, on its first judgement)
+    when it may be kept, its sha256 and its duration; all None for a text-only one."""
     if video is None:
         return {"video_path": None, "video_sha256": None, "video_duration_s": None}
+    if not (judge.share_video or video.example or judge.who.kind == "owner"):
+        return {"video_path": None, "video_sha256": video.sha256, "video_duration_s": video.duration_s}
+    kept_videos = judge.kept_videos
     stored = kept_videos.get(video.sha256)
     if stored is None:
         stored, sha = store.keep_video(video.path)
@@ -28,12 +53,11 @@ def video_fields(store: AnnotationStore, video: VideoRef | None, kept_videos: di
 def record_rating(
     store: AnnotationStore,
     turn: Turn,
+    judge: Judge,
     *,
     thumbs: int | None,
     score: int | None,
     reason: str,
-    annotator: str,
-    kept_videos: dict[str, str],
     extra: dict[str, Any],
 ) -> str:
     """Store one rating of an answered turn; returns the record id. `extra` adds where it came from."""
@@ -42,7 +66,7 @@ def record_rating(
         question=turn.question,
         answer=turn.answer,
         conversation=turn.history,
-        **video_fields(store, turn.video, kept_videos),
+        **video_fields(store, turn.video, judge),
         frame_indices=turn.frame_indices,
         frame_timestamps_s=turn.frame_timestamps_s,
         encode_params=turn.encode_params,
@@ -50,7 +74,8 @@ def record_rating(
         thumbs=thumbs,
         score=score,
         reason=reason or "",
-        annotator=annotator,
+        annotator=judge.who.label,
+        identity=judge.who.key,
         extra={
             **extra,
             "status": turn.status,
@@ -66,11 +91,10 @@ def record_rating(
 def record_comparison(
     store: AnnotationStore,
     round_: ABRound,
+    judge: Judge,
     *,
     choice: str,
     reason: str,
-    annotator: str,
-    kept_videos: dict[str, str],
     extra: dict[str, Any],
 ) -> str:
     """Store the judgement of a two-sided round (A is `round_.sides[0]`); returns the record id."""
@@ -83,7 +107,7 @@ def record_comparison(
         answer_b=b.answer,
         choice=choice,
         conversation=[],
-        **video_fields(store, round_.video, kept_videos),
+        **video_fields(store, round_.video, judge),
         frame_indices_a=a.frame_indices,
         frame_timestamps_s_a=a.frame_timestamps_s,
         frame_indices_b=b.frame_indices,
@@ -93,7 +117,8 @@ def record_comparison(
         generation_params_a=a.generation_params,
         generation_params_b=b.generation_params,
         reason=reason or "",
-        annotator=annotator,
+        annotator=judge.who.label,
+        identity=judge.who.key,
         extra={
             **extra,
             "round_id": round_.id,

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol
 
+from app.access.limits import RateLimited
 from app.session import VideoRef
 from models.base import (
     Answer,
@@ -30,8 +31,9 @@ from models.registry import MODELS, load_model
 
 log = logging.getLogger(__name__)
 
-# Failures a person can act on (a bad video or parameter, a model that cannot run here): their text is the message.
-EXPECTED_ERRORS = (VideoError, ValueError, ModelUnavailableError)
+# Failures a person can act on (a bad video or parameter, a model that cannot run here, an action their role does not
+# allow, too many calls): their text is the message.
+EXPECTED_ERRORS = (VideoError, ValueError, ModelUnavailableError, PermissionError, RateLimited)
 
 Progress = Callable[..., Any]
 

@@ -36,6 +36,7 @@ class VideoRef:
     fps: float
     container_note: str = ""  # set when the container claims more than the frames it holds (models.video.claim_note)
     title: str = ""  # an example clip's title
+    example: bool = False  # one of the studio's own example clips (shared with every record, no consent needed)
     questions: list[str] = field(default_factory=list)  # suggested questions (example clips)
 
     def describe(self) -> str:
@@ -134,6 +135,7 @@ class Session:
     view: View | None = None
     ab: ABRound | None = None
     kept_videos: dict[str, str] = field(default_factory=dict)  # sha256 -> path inside the data dir
+    share_video: bool = False  # the person agreed that their uploaded videos may go into the dataset
     last_export_dir: str = ""
     regenerations: int = 0  # bumps the seed so "Regenerate" with sampling gives a new answer
 

@@ -1,14 +1,17 @@
-"""The settings sidebar: model, compression, frame and sampling controls, built before the tabs (they read its values
-through `app.wiring.Shared`), and its handlers: the model picker applies a model's defaults or says why it cannot run
-here, and the compressor menu offers only what the chosen model supports.
+"""The settings sidebar: who you are (sign-in, the terms and the consent box for uploaded videos), then the model,
+compression, frame and sampling controls, built before the tabs (they read its values through `app.wiring.Shared`),
+and its handlers: the model picker applies a model's defaults or says why it cannot run here, and the compressor menu
+offers only what the chosen model supports.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
 
+from app.access.identity import Identity
 from app.session import Session
 from app.settings import (
     MAX_FPS,
@@ -20,19 +23,27 @@ from app.settings import (
     model_info_markdown,
 )
 from app.studio import Studio
+from app.text import plain
 from app.wiring import LIGHT, Panel, Shared
 from models.base import ModelUnavailableError
 from models.registry import default_model_name, get_spec
 
 MODEL_OUTPUTS = ["model", "model_info", "num_frames", "fps", "compressor", "budget_pct", "session"]
+TERMS_ENV = "STUDIO_TERMS"
+DEFAULT_TERMS = (
+    "Your ratings and votes are stored under your identity and may be published as a dataset. Tick the box to let "
+    "the videos you upload go with them; otherwise only each video's fingerprint (SHA-256), length and the sampled "
+    "times are kept, never the file."
+)
 
 
 def build(studio: Studio, session: gr.State) -> tuple[Shared, Panel]:
-    """Model, compression, frame and sampling controls, and the annotator's name."""
+    """Who you are (and the terms), then the model, compression, frame and sampling controls."""
     name = default_model_name()
     defaults = get_spec(name).defaults
     p = Panel(session=session)
     with gr.Sidebar(label="Settings", open=True, width=300, elem_id="settings-sidebar"):
+        _identity_section(studio, p)
         gr.Markdown("### Model")
         p["model"] = gr.Dropdown(
             model_choices(), value=name, label="Model", elem_id="model-dropdown", filterable=False
@@ -67,25 +78,55 @@ def build(studio: Studio, session: gr.State) -> tuple[Shared, Panel]:
         p["top_p"] = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
         p["max_new_tokens"] = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
         p["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
-        gr.Markdown("### Annotator")
-        p["annotator"] = gr.Textbox(
-            label="Your name (optional)",
-            max_length=100,
-            elem_id="annotator",
-            placeholder="stored with your ratings; else an anonymous session id",
-        )
     fields = ["model", "num_frames", "fps", "compressor", "budget_pct", "temperature", "top_p", "max_new_tokens"]
     settings = [p[field] for field in [*fields, "seed"]]
-    return Shared(studio, session, p["annotator"], p["model"], settings), p
+    return Shared(studio, session, p["model"], settings), p
 
 
-def wire(p: Panel) -> None:
+def _identity_section(studio: Studio, p: Panel) -> None:
+    """Who the studio thinks you are (filled on page load), sign-in where there is one, and the terms with the
+    consent box for sharing uploaded videos (not shown to a laptop's own owner, whose videos are theirs)."""
+    access = studio.access
+    p["identity"] = gr.Markdown("", elem_id="identity", elem_classes="small-note")
+    if access.oauth:
+        gr.LoginButton(elem_id="login-button")
+    elif access.accounts is not None:
+        gr.Button("Sign out", link="/logout", size="sm", elem_id="logout-button")
+    with gr.Group(visible=not access.local_owner):
+        gr.Markdown(terms_text(), elem_classes="small-note", elem_id="terms")
+        p["share_video"] = gr.Checkbox(
+            False, label="My uploaded videos may go into the dataset", elem_id="share-video"
+        )
+
+
+def terms_text() -> str:
+    """The terms shown beside the consent box: $STUDIO_TERMS, or what the studio does by default."""
+    custom = os.environ.get(TERMS_ENV, "").strip()
+    return plain(custom, 2000) if custom else DEFAULT_TERMS
+
+
+def identity_markdown(who: Identity) -> str:
+    role = {"admin": "admin", "annotator": "annotator", "visitor": "visitor"}[who.role]
+    if who.kind == "owner":
+        return "**You:** the local owner (admin) · nothing is shared unless you export it"
+    if who.kind == "visitor":
+        return f"**You:** a visitor (`{plain(who.label)}`), not signed in · {role}"
+    return f"**You:** {plain(who.id, 64)} · {role}"
+
+
+def wire(studio: Studio, p: Panel) -> None:
     def on_model(session, name):
         return p.updates(MODEL_OUTPUTS, select_model(session, name))
 
     p["model"].input(
         on_model, [p["session"], p["model"]], p.components(MODEL_OUTPUTS), api_name="select_model", **LIGHT
     )
+
+    def on_share(session, agreed):
+        session.share_video = bool(agreed)
+        return session
+
+    p["share_video"].change(on_share, [p["session"], p["share_video"]], p["session"], api_name="share_video", **LIGHT)
 
 
 def compressor_update(model: str, value: str | None = None) -> Any:

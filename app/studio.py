@@ -1,5 +1,6 @@
 """The process-wide state every browser session shares: the data directory, the annotation store, the example
-clips and the Hub sync's status, held by one `Studio` that `app.py` builds at start and hands to the UI and the API.
+clips, the Hub sync's status and who may do what (identities, rate limits, upload owners), held by one `Studio` that
+`app.py` builds at start and hands to the UI and the API.
 """
 
 from __future__ import annotations
@@ -10,10 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.access.identity import AccessConfig, Identity
+from app.access.limits import Limits, RateLimited
+from app.access.policies import authorize
+from app.access.uploads import UploadOwners
 from app.data.store import AnnotationStore, default_data_dir
 from models.pipeline import video_sha256
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+# Which rate-limit bucket an action draws from (the others are not limited: admins' exports, reading).
+RATE_BUCKETS = {"chat": "model", "vote": "vote"}
+# Why a judgement or an action was not done, in words a person can act on (AccessDenied is a PermissionError).
+REFUSALS = (ValueError, OSError, RateLimited)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,9 @@ class Studio:
     examples: list[Example] = field(default_factory=load_examples)
     hub_status: str = ""
     hub_sync: Any = None  # app.data.hub_sync.HubSync when a dataset repo is configured
+    access: AccessConfig = field(default_factory=AccessConfig)  # the default: a laptop's local owner
+    limits: Limits = field(default_factory=Limits)
+    uploads: UploadOwners = field(default_factory=UploadOwners)
     _store: AnnotationStore | None = None
     _examples_by_sha: dict[str, Example] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +70,18 @@ class Studio:
             if self._store is None:
                 self._store = AnnotationStore(self.data_dir)
             return self._store
+
+    def admit(self, who: Identity, action: str) -> None:
+        """The one check before acting: `who` may do `action` (else `AccessDenied`) and has not run out of calls
+        (else `RateLimited`, saying when to try again). A visitor is limited by their browser and their address,
+        so new sessions from one address do not reset it; the laptop's own owner is never limited."""
+        authorize(who, action, self.access)
+        bucket = RATE_BUCKETS.get(action)
+        if bucket is not None and who.kind != "owner":
+            keys = [f"{who.kind}:{who.id}"]
+            if who.kind == "visitor" and who.address:
+                keys.append(f"address:{who.address}")
+            self.limits.take(bucket, *keys)
 
     def hub_message(self) -> tuple[str, bool]:
         """The Hub sync's current one-line status and whether it is a warning (restore failed, pushing paused)."""

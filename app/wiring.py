@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.access.identity import Identity
 from app.settings import Settings
 from app.studio import Studio
 
@@ -33,7 +34,6 @@ class Shared:
 
     studio: Studio
     session: gr.State
-    annotator: gr.Textbox
     model: gr.Dropdown
     settings: list[Any] = field(default_factory=list)  # components in `Settings` field order
 
@@ -102,8 +102,12 @@ def event_data(evt: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def session_hash(request: gr.Request | None) -> str | None:
-    return getattr(request, "session_hash", None) if request is not None else None
+def identity_of(studio: Studio, request: gr.Request | None) -> Identity:
+    """Who sent this event: Gradio's signed-in username, the OAuth session, or the browser's visitor cookie (a
+    program without one is known by its session). The one place a `gr.Request` becomes an `Identity`."""
+    if request is None:
+        return studio.access.identify()
+    return studio.access.from_http(request.request, username=request.username, session_hash=request.session_hash)
 
 
 def stopped() -> None:

@@ -50,6 +50,7 @@ HOST_VARIABLES = (
     "SPACE_ID", "SPACE_HOST", "SPACE_AUTHOR_NAME", "SPACE_REPO_NAME", "SPACES_ZERO_GPU", "SYSTEM",
     "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER",
     "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "GRADIO_SHARE",
+    "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL",
 )  # fmt: skip
 KEPT_STUDIO_VARIABLES = {"STUDIO_CACHE_DIR", "STUDIO_TEST_CHROMIUM"}
 CHROMIUM_ARGS = [
@@ -387,14 +388,16 @@ def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     studio.close()
 
 
-def start_app_process(data_dir: Path, port: int, *options: str, log_path: Path | None = None) -> subprocess.Popen:
+def start_app_process(
+    data_dir: Path, port: int, *options: str, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """`python app.py` serving on `port` with its own data directory, as a separate process; its output goes to
-    `log_path` (or nowhere)."""
+    `log_path` (or nowhere). `env` adds variables to the run's clean environment (e.g. a Space's OAuth settings)."""
     with open(log_path or os.devnull, "w") as log:  # the child keeps its own handle on the file
         return subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--data-dir", str(data_dir), *options],
             cwd=ROOT,
-            env={**isolated_environment(), "PYTHONUNBUFFERED": "1"},  # the run's clean environment, re-checked
+            env={**isolated_environment(), "PYTHONUNBUFFERED": "1", **(env or {})},  # the run's clean environment
             stdout=log,
             stderr=subprocess.STDOUT,
         )

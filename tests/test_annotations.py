@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.data.exports import export_all, summary_counts
-from app.data.store import DB_FILENAME, AnnotationStore, annotator_label, default_data_dir
+from app.data.store import DB_FILENAME, AnnotationStore, default_data_dir
 from models.base import EncodeParams, GenerationParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,13 +204,13 @@ def test_judgements_cannot_be_rewritten(store):
     assert store.records()[0]["thumbs"] == 1
 
 
-def test_annotator_is_the_typed_name_or_a_hash_of_the_session():
-    assert annotator_label("  Ada ", "session-123") == "Ada"
-    hashed = annotator_label("", "session-123")
-    assert hashed.startswith("session-") and "123" not in hashed.removeprefix("session-")
-    assert hashed == annotator_label(None, "session-123")
-    assert hashed != annotator_label(None, "session-456")
-    assert annotator_label(None, None) == "anonymous"
+def test_the_annotator_is_stored_trimmed_and_anonymous_when_empty(tmp_path):
+    with AnnotationStore(tmp_path) as store:
+        named = store.record_rating(model="m", question="q", answer="a", thumbs=1, annotator="  Ada ")
+        unnamed = store.record_rating(model="m", question="q", answer="a", thumbs=1)
+        assert store.get(named)["annotator"] == "Ada" and store.get(unnamed)["annotator"] == "anonymous"
+        with pytest.raises(ValueError, match="annotator"):
+            store.record_rating(model="m", question="q", answer="a", thumbs=1, annotator="x" * 101)
 
 
 def test_data_dir_comes_from_the_environment(monkeypatch, tmp_path):

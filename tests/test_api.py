@@ -28,7 +28,7 @@ def test_the_api_page_lists_the_program_endpoints_with_their_parameters(client):
     parameters = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api.items()}
     assert parameters["/ask"] == [
         "video", "question", "model", "compressor", "budget", "frames", "fps", "temperature", "top_p",
-        "max_new_tokens", "seed",
+        "max_new_tokens", "seed", "share_video",
     ]  # fmt: skip
     assert parameters["/rate"] == ["answer_id", "thumbs", "score", "reason", "annotator"]
     assert parameters["/vote"] == ["comparison_id", "choice", "reason", "annotator"]
@@ -79,21 +79,24 @@ def test_rate_compare_vote_come_back_from_records_and_exports(client, served_stu
     studio = served_studio[1]
     asked = client.predict(handle_file(str(CAT)), "What animal is it?", "slowfast-lite", "uniform", 50, 8,
                            api_name="/ask")  # fmt: skip
-    rated = client.predict(asked["answer_id"], "up", 4, "names the cat", "api-tester", api_name="/rate")
+    with pytest.raises(Exception, match="annotator is set by sign-in"):
+        client.predict(asked["answer_id"], "up", 4, "names the cat", "api-tester", api_name="/rate")  # a forgery
+    rated = client.predict(asked["answer_id"], "up", 4, "names the cat", api_name="/rate")
+    assert rated["annotator"] == "owner"  # served on 127.0.0.1 with nothing configured: the local owner
     compared = client.predict(handle_file(str(CAT)), "What animal is it?", "slowfast-lite", "official", 100,
                               "slowfast-lite", "dynamic", 25, 8, api_name="/compare")  # fmt: skip
     assert compared["a"]["token_plan"]["compressor"] == "official"
     assert (
         compared["b"]["token_plan"]["totals"]["global_budget"] < compared["a"]["token_plan"]["totals"]["global_budget"]
     )
-    voted = client.predict(compared["comparison_id"], "a", "more detail", "api-tester", api_name="/vote")
+    voted = client.predict(compared["comparison_id"], "a", "more detail", api_name="/vote")
     with pytest.raises(Exception, match="unknown or expired"):
         client.predict(compared["comparison_id"], "b", api_name="/vote")  # one vote per comparison
 
     records = client.predict(10, "", api_name="/records")
     by_id = {record["id"]: record for record in records}
     assert rated["record_id"] in by_id and voted["record_id"] in by_id
-    assert by_id[rated["record_id"]]["score"] == 4 and by_id[rated["record_id"]]["annotator"] == "api-tester"
+    assert by_id[rated["record_id"]]["score"] == 4 and by_id[rated["record_id"]]["annotator"] == "owner"
     comparison = by_id[voted["record_id"]]
     assert comparison["extra"]["compression_b"]["compressor"] == "dynamic"
     assert client.predict(10, "rating", api_name="/records")[0]["kind"] == "rating"
@@ -103,6 +106,8 @@ def test_rate_compare_vote_come_back_from_records_and_exports(client, served_stu
     row = next(r for r in rows if r["id"] == voted["record_id"])
     assert row["chosen_compression"]["compressor"] == "official"
     assert row["rejected_compression"]["compressor"] == "dynamic"
+    # API records keep the same plan as the UI's, totals included (they used to lose them)
+    assert row["rejected_compression"]["global_budget"] < row["chosen_compression"]["global_budget"]
     table = pd.read_csv(_path(client.predict("csv", api_name="/export")))
     assert {rated["record_id"], voted["record_id"]} <= set(table["id"])
     assert AnnotationStore(studio.data_dir).get(rated["record_id"])["video_sha256"]

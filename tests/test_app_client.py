@@ -23,6 +23,7 @@ from conftest import ROOT, free_port, start_app_process, wait_until_serving
 from gradio_client import Client, handle_file
 
 from app import sidebar
+from app.accounts import add_account
 from app.data.store import AnnotationStore
 from app.tabs.chat import layout as chat_tab
 from app.tabs.compare import layout as compare_tab
@@ -105,8 +106,8 @@ def ask(client: Client, question: str, settings=QUICK) -> dict:
     return named(client.predict(question, *settings, api_name="/chat"), chat_tab.CHAT_OUTPUTS)
 
 
-def rate(client: Client, turn, thumbs="👍 good", score=None, reason="", annotator="") -> dict:
-    result = client.predict(turn, thumbs, score, reason, annotator, api_name="/rate_answer")
+def rate(client: Client, turn, thumbs="👍 good", score=None, reason="") -> dict:
+    result = client.predict(turn, thumbs, score, reason, api_name="/rate_answer")
     return named(result, chat_tab.RATING_OUTPUTS)
 
 
@@ -115,8 +116,8 @@ def ab_run(client: Client, question: str, settings=QUICK) -> dict:
     return named(client.predict(question, *setups, *settings, api_name="/ab_run"), compare_tab.AB_OUTPUTS)
 
 
-def vote(client: Client, choice: str, reason: str = "", annotator: str = "") -> dict:
-    return named(client.predict(reason, annotator, api_name=f"/ab_vote_{choice}"), compare_tab.VOTE_OUTPUTS)
+def vote(client: Client, choice: str, reason: str = "") -> dict:
+    return named(client.predict(reason, api_name=f"/ab_vote_{choice}"), compare_tab.VOTE_OUTPUTS)
 
 
 def finishes(job, timeout_s: float) -> bool:
@@ -263,12 +264,12 @@ def test_ratings_ab_votes_exports_and_hub_push_through_the_api(served_studio, mo
     ask(client, "What animal is in the video?")
     before = studio.store.counts()
 
-    saved = rate(client, 1, "👍 good", 5, "<b>right</b>", "tester")
+    saved = rate(client, 1, "👍 good", 5, "<b>right</b>")
     assert RECORD_ID.search(saved["rating_status"])
     assert saved["score"] is None and saved["reason"] == ""
 
     # The gesture endpoints need the browser's event data; called bare they say so and record nothing.
-    client.predict("tester", api_name="/like_message")
+    client.predict(api_name="/like_message")
     assert studio.store.counts()["rating"] == before["rating"] + 1
 
     last = client.predict(api_name="/ab_last_question")
@@ -345,11 +346,21 @@ def test_eight_clients_chatting_and_voting_at_once_lose_no_vote(served_studio):
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
+@pytest.mark.parametrize("with_accounts", [False, True], ids=["laptop", "accounts"])
+def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path, with_accounts):
     data_dir = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    process = start_app_process(data_dir, port, "--no-preload")
+    options, auth = ["--no-preload"], {}
+    if with_accounts:  # each client signs in as its own annotator; the admin reads the counts after the restart
+        accounts = tmp_path / "accounts.toml"
+        for name, role in (("boss", "admin"), ("ann0", "annotator"), ("ann1", "annotator"), ("ann2", "annotator")):
+            add_account(accounts, name, role, f"{name}-password")
+        options += ["--accounts", str(accounts)]
+        auth = {n: (name, f"{name}-password") for n, name in enumerate(("ann0", "ann1", "ann2"))} | {
+            "admin": ("boss", "boss-password")
+        }
+    process = start_app_process(data_dir, port, *options)
     acknowledged: list[str] = []
     lock = threading.Lock()
     killed = threading.Event()
@@ -357,7 +368,7 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
     early_failures: list[Exception] = []
     try:
         wait_until_serving(url, process)
-        clients = [Client(url, verbose=False, download_files=False) for _ in range(3)]
+        clients = [Client(url, auth=auth.get(n), verbose=False, download_files=False) for n in range(3)]
         for client in clients:
             ask(client, "Hello?")
 
@@ -401,10 +412,10 @@ def test_sigkill_during_a_burst_of_votes_loses_no_acknowledged_vote(tmp_path):
         total = store.counts()["total"]
     assert set(acknowledged) <= stored, "every vote the app acknowledged survived the kill"
 
-    restarted = start_app_process(data_dir, port, "--no-preload")
+    restarted = start_app_process(data_dir, port, *options)
     try:
         wait_until_serving(url, restarted)
-        client = Client(url, verbose=False, download_files=False)
+        client = Client(url, auth=auth.get("admin"), verbose=False, download_files=False)
         counts = client.predict(api_name="/refresh_export")
         assert f"**{total}** judgements" in counts[0]
     finally:

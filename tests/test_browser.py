@@ -4,8 +4,9 @@ The app runs as its own process on the embedded default model with a temporary d
 page, pick an example clip, ask a suggested question and watch the answer stream in, open the compression and
 attention views and read the plots back from the DOM (one bar per clip, one heatmap column per frame), pick a frame
 for its overlay, rate the answer (thumbs, then a score and a reason), ask a question full of HTML, run one A/B
-comparison, export, download the DPO and KTO files and read their records. Hostile text in the annotator name, a
-question and a reason must show up as text and never run. Screenshots of every view go to tests/artifacts/.
+comparison, export, download the DPO and KTO files and read their records. Hostile text in a question and a reason
+must show up as text and never run; the records name the local owner, never typed text. Screenshots of every view go
+to tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ANSWER_TIMEOUT_MS = 180_000  # a shared 2-core machine can be slow; the default model is ~1-3 s when idle
-PWN_NAME = "<img src=x onerror=\"window.__pwned = 'name'\">Ann"
 PWN_QUESTION = "<img src=x onerror=\"window.__pwned = 'question'\"> What is <b>this</b>?"
 PWN_REASON = "<script>window.__pwned = 'reason'</script>Names the cat."
 PWN_FILE_NAME = "<img src=x onerror=window.__pwned=1>.mp4"
@@ -78,7 +78,7 @@ def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, t
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(app_url)
     page.wait_for_selector("#chatbot", timeout=60_000)
-    page.locator("#annotator textarea, #annotator input").first.fill(PWN_NAME)
+    assert "local owner" in page.locator("#identity").inner_text(), "a laptop's one person is the owner"
     shot(page, "01_start")
 
     # Pick an example: its frames appear with timestamps, and its suggested questions.
@@ -173,7 +173,7 @@ def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, t
     page.wait_for_function("!document.querySelector('#dl-dpo').disabled")
     preview = page.locator("#export-preview").inner_text()
     # The preview shortens long cells; what it shows of the hostile text is the text itself.
-    assert PWN_REASON[:40] in preview and PWN_NAME[:20] in preview, "hostile text is listed verbatim, as text"
+    assert PWN_REASON[:40] in preview, "hostile text is listed verbatim, as text"
     shot(page, "10_export")
 
     with page.expect_download() as dpo_download:
@@ -190,7 +190,7 @@ def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, t
     assert pair["chosen"][0]["role"] == "assistant" and pair["chosen"][0]["content"]
     assert pair["rejected"][0]["content"]
     assert pair["video"].startswith("videos/") and len(pair["video_sha256"]) == 64
-    assert pair["annotator"] == PWN_NAME
+    assert pair["annotator"] == "owner"
     kto = [json.loads(line) for line in kto_path.read_text().splitlines()]
     assert [row["label"] for row in kto] == [True, True], "a thumbs up and a 4/5 are both desirable"
     assert {row["completion"][0]["content"] for row in kto} == {answer}

@@ -17,6 +17,7 @@ from conftest import BAD_VIDEO_KINDS
 
 from app import running, sidebar
 from app import studio as studio_module
+from app.access.identity import Identity
 from app.session import Session, View
 from app.settings import Settings, model_choices
 from app.tabs.chat import handlers as chat
@@ -27,12 +28,16 @@ from models.base import Answer, Attention, ClipBudget, GenerationParams, TokenSt
 from models.registry import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+OWNER = Identity("owner", "owner", "admin")  # a laptop's one person: what these handler tests run as
+ASKER = studio_module.Studio()  # asking touches no store (the owner is never rate-limited)
 UNAVAILABLE = "slowfast-mllm-7b-f64-s1t4"  # needs a GPU and hub access, which the test machine has neither of
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
 class FakeVideoLLM:
     """Answers "A small cat (seed N)." word by word; encodes any clip into two clips of equal budget."""
+
+    decode_max_side = 448
 
     def __init__(self) -> None:
         self.name = f"fake-video-llm-{id(self)}"  # its own entries in the process-wide encode cache
@@ -138,7 +143,7 @@ SETTINGS = Settings(num_frames=8, fps=0, compressor="dynamic", budget_pct=50)
 
 
 def ask(session, question, settings=SETTINGS) -> list[dict]:
-    return list(chat.chat(session, question, settings))
+    return list(chat.chat(ASKER, session, OWNER, question, settings))
 
 
 def wait_for(condition, timeout_s: float = 5.0) -> bool:
@@ -172,7 +177,7 @@ def test_text_only_turn_streams_the_answer_word_by_word(fake):
 
 def test_loading_a_video_shows_timestamped_frames_and_per_clip_budgets(studio, fake, clip):
     session = Session()
-    out = chat.load_video(studio, session, str(clip), SETTINGS)
+    out = chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     assert "warning" not in out
     captions = [caption for _image, caption in out["frames"]]
     assert len(captions) == 8 and all(caption.startswith("t = ") for caption in captions)
@@ -184,7 +189,7 @@ def test_loading_a_video_shows_timestamped_frames_and_per_clip_budgets(studio, f
 
 def test_the_first_question_reuses_the_encoding_done_at_load_time(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     ask(session, "What animal?")
     ask(session, "And then?")
     assert fake.encodes == 1
@@ -197,9 +202,9 @@ def test_the_first_question_reuses_the_encoding_done_at_load_time(studio, fake, 
 def test_switching_videos_mid_chat_uses_the_new_clip_and_says_so(studio, fake, clip, make_video):
     session = Session()
     other = make_video("other.mp4", duration_s=3.0, fps=10, width=64, height=48)
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     ask(session, "What animal?")
-    out = chat.load_video(studio, session, str(other), SETTINGS)
+    out = chat.load_video(studio, session, OWNER, str(other), SETTINGS)
     assert "fresh conversation" in out["chatbot"][-1]["content"]
     ask(session, "What now?")
     call = fake.calls[-1]
@@ -212,7 +217,7 @@ def test_switching_videos_mid_chat_uses_the_new_clip_and_says_so(studio, fake, c
 def test_bad_uploads_get_a_clear_message_and_the_chat_keeps_working(studio, fake, bad_videos, kind):
     bad = bad_videos[kind]
     session = Session()
-    out = chat.load_video(studio, session, str(bad.path), SETTINGS)
+    out = chat.load_video(studio, session, OWNER, str(bad.path), SETTINGS)
     assert bad.message.lower() in out["warning"].lower()
     assert bad.message.lower() in out["chatbot"][-1]["content"].lower()
     assert session.video is None
@@ -239,7 +244,7 @@ def test_an_empty_question_is_refused_with_a_hint(fake):
 )
 def test_bad_settings_are_refused_with_a_message_not_a_traceback(studio, fake, clip, settings, phrase):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     outs = ask(session, "What animal?", settings)
     assert phrase in outs[-1]["warning"]
     assert session.turns == []
@@ -257,7 +262,7 @@ def test_picking_a_model_that_cannot_run_here_says_why_and_keeps_the_current_one
 
 def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
     session = Session()
-    stream = chat.chat(session, "Tell me", SETTINGS)
+    stream = chat.chat(ASKER, session, OWNER, "Tell me", SETTINGS)
     seen = ""
     for out in stream:
         seen = last_message(out)["content"]
@@ -268,7 +273,7 @@ def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
     assert turn.status == "stopped" and turn.answer == "A small"
     assert "(stopped)" in chat.render_chat(session)[-1]["content"]
     assert wait_for(lambda: fake.closed_early == 1), "the model's own stream must be closed, not left running"
-    out = ratings.rate_answer(studio, session, 1, "👎 bad", None, "cut short", "")
+    out = ratings.rate_answer(studio, session, 1, "👎 bad", None, "cut short", OWNER)
     assert "Saved" in out["rating_status"]
     assert studio.store.records()[0]["answer"] == "A small"
 
@@ -276,7 +281,7 @@ def test_stop_keeps_the_partial_answer_and_it_can_still_be_rated(studio, fake):
 def test_regenerate_answers_the_last_question_again_with_a_new_seed(fake):
     session = Session()
     ask(session, "Tell me")
-    outs = list(chat.regenerate(session, SETTINGS))
+    outs = list(chat.regenerate(ASKER, session, OWNER, SETTINGS))
     assert [t.question for t in session.turns] == ["Tell me"]
     assert last_message(outs[-1])["content"] == "A small cat (seed 1)."
 
@@ -296,11 +301,11 @@ def test_editing_the_last_question_answers_it_again_as_edited(fake):
     ask(session, "First?")
     ask(session, "Secnod?")
     index = len(chat.render_chat(session)) - 2  # the last user message
-    outs = list(chat.edit_message(session, {"index": index, "value": "Second?"}, SETTINGS))
+    outs = list(chat.edit_message(ASKER, session, OWNER, {"index": index, "value": "Second?"}, SETTINGS))
     assert [t.question for t in session.turns] == ["First?", "Second?"]
     assert fake.calls[-1]["question"] == "Second?"
     assert last_message(outs[-1])["role"] == "assistant"
-    refused = list(chat.edit_message(session, {"index": 0, "value": "Changed"}, SETTINGS))
+    refused = list(chat.edit_message(ASKER, session, OWNER, {"index": 0, "value": "Changed"}, SETTINGS))
     assert "Only the last question" in refused[0]["warning"]
     assert [t.question for t in session.turns] == ["First?", "Second?"]
 
@@ -320,10 +325,10 @@ def test_questions_and_answers_with_html_are_shown_as_text(fake):
 
 def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     ask(session, "What animal?")
     answer_index = len(chat.render_chat(session)) - 1
-    out = ratings.like(studio, session, {"index": answer_index, "value": "", "liked": True}, "", "session-abc")
+    out = ratings.like(studio, session, {"index": answer_index, "value": "", "liked": True}, OWNER)
     assert "Saved 👍" in out["rating_status"]
     [record] = studio.store.records()
     assert record["thumbs"] == 1 and record["kind"] == "rating"
@@ -334,18 +339,18 @@ def test_thumbs_on_an_answer_record_a_rating_with_its_video_frames_and_params(st
     assert record["encode_params"]["budget_pct"] == 50
     assert record["extra"]["compression"]["compressor"] == "dynamic"
     assert record["generation_params"]["temperature"] == 0.0
-    assert record["annotator"].startswith("session-")
+    assert record["annotator"] == "owner" and record["identity_kind"] == "owner"
     # A second vote on the same clip reuses the kept copy instead of copying again.
-    ratings.like(studio, session, {"index": answer_index, "value": "", "liked": False}, "", "session-abc")
+    ratings.like(studio, session, {"index": answer_index, "value": "", "liked": False}, OWNER)
     assert len(list((studio.data_dir / "videos").iterdir())) == 1
 
 
 def test_thumbs_on_a_note_or_a_question_are_not_recorded(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     ask(session, "What animal?")
     for index in (0, 1, 99, None):
-        out = ratings.like(studio, session, {"index": index, "value": "", "liked": True}, "", None)
+        out = ratings.like(studio, session, {"index": index, "value": "", "liked": True}, OWNER)
         assert "Only the model's answers" in out["warning"]
     assert studio.store.counts()["total"] == 0
 
@@ -353,19 +358,19 @@ def test_thumbs_on_a_note_or_a_question_are_not_recorded(studio, fake, clip):
 def test_a_scored_rating_keeps_hostile_text_verbatim_but_shows_it_inert(studio, fake):
     session = Session()
     ask(session, "Hi?")
-    out = ratings.rate_answer(studio, session, 1, "no thumbs", 4, HOSTILE, HOSTILE)
+    out = ratings.rate_answer(studio, session, 1, "no thumbs", 4, HOSTILE, OWNER)
     [record] = studio.store.records()
     assert record["score"] == 4 and record["thumbs"] is None
-    assert record["reason"] == HOSTILE and record["annotator"] == HOSTILE
+    assert record["reason"] == HOSTILE and record["annotator"] == "owner"  # who judged is never typed text
     assert "<img" not in out["rating_status"] and "<script" not in out["rating_status"]
     assert out["score"] is None and out["reason"] == "", "the panel resets for the next rating"
 
 
 def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake):
     session = Session()
-    assert "no answer to rate" in ratings.rate_answer(studio, session, None, "👍 good", None, "", "")["warning"]
+    assert "no answer to rate" in ratings.rate_answer(studio, session, None, "👍 good", None, "", OWNER)["warning"]
     ask(session, "Hi?")
-    out = ratings.rate_answer(studio, session, 1, "no thumbs", None, "", "")
+    out = ratings.rate_answer(studio, session, 1, "no thumbs", None, "", OWNER)
     assert "Not saved" in out["warning"]
     assert studio.store.counts()["total"] == 0
 
@@ -376,19 +381,19 @@ def test_rating_without_an_answer_or_without_a_judgement_is_refused(studio, fake
 
 def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_them(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     setups = (
         compare.SideSetup(DEFAULT_MODEL, "dynamic", 50, 0.0, 1.0),
         compare.SideSetup(DEFAULT_MODEL, "uniform", 25, 0.7, 0.9),
     )
-    outs = list(compare.ab_run(session, "What animal?", setups, SETTINGS))
+    outs = list(compare.ab_run(ASKER, session, OWNER, "What animal?", setups, SETTINGS))
     final = outs[-1]
     assert final["ab_votable"] is True
     shown = json.dumps([o.get("ab_reveal", "") for o in outs]) + json.dumps([final["ab_chat_a"], final["ab_chat_b"]])
     assert "temperature" not in shown and "setup 1" not in shown.lower(), "nothing may hint at which setup is which"
     assert "Which answer is better" in final["ab_reveal"]
 
-    voted = compare.ab_vote(studio, session, "b", "B is more precise", "ann", None)
+    voted = compare.ab_vote(studio, session, OWNER, "b", "B is more precise")
     assert "You judged: **B is better**" in voted["ab_reveal"]
     assert "setup 1" in voted["ab_reveal"] and "setup 2" in voted["ab_reveal"]
     assert voted["ab_votable"] is False
@@ -404,12 +409,12 @@ def test_an_ab_round_hides_the_setups_until_the_vote_then_reveals_and_records_th
     }
     assert record["video_sha256"] == session.video.sha256
     assert record["extra"]["setup_a"] == side_a.setup
-    assert "already judged" in compare.ab_vote(studio, session, "a", "", "", None)["warning"]
+    assert "already judged" in compare.ab_vote(studio, session, OWNER, "a", "")["warning"]
     assert studio.store.counts()["comparison"] == 1
 
 
 def test_voting_before_a_round_is_run_is_refused(studio):
-    assert "Run a comparison first" in compare.ab_vote(studio, Session(), "a", "", "", None)["warning"]
+    assert "Run a comparison first" in compare.ab_vote(studio, Session(), OWNER, "a", "")["warning"]
 
 
 def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(fake):
@@ -417,7 +422,7 @@ def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(fake):
         compare.SideSetup(DEFAULT_MODEL, "official", 100, 0.0, 1.0),
         compare.SideSetup(UNAVAILABLE, "official", 100, 0.0, 1.0),
     )
-    outs = list(compare.ab_run(Session(), "What?", setups, SETTINGS))
+    outs = list(compare.ab_run(ASKER, Session(), OWNER, "What?", setups, SETTINGS))
     assert "needs a GPU" in outs[-1]["warning"]
 
 
@@ -427,19 +432,19 @@ def test_an_ab_round_with_a_model_that_cannot_run_here_is_refused(fake):
 
 def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     ask(session, "What animal?")
-    ratings.rate_answer(studio, session, 1, "👍 good", None, "", "")
-    ratings.rate_answer(studio, session, 1, "no thumbs", 3, "meh", "")  # a 3 carries no KTO label
+    ratings.rate_answer(studio, session, 1, "👍 good", None, "", OWNER)
+    ratings.rate_answer(studio, session, 1, "no thumbs", 3, "meh", OWNER)  # a 3 carries no KTO label
     setups = (
         compare.SideSetup(DEFAULT_MODEL, "dynamic", 50, 0.0, 1.0),
         compare.SideSetup(DEFAULT_MODEL, "uniform", 25, 0.7, 0.9),
     )
     for choice in ("a", "tie"):
-        list(compare.ab_run(session, "What animal?", setups, SETTINGS))
-        compare.ab_vote(studio, session, choice, "", "", None)
+        list(compare.ab_run(ASKER, session, OWNER, "What animal?", setups, SETTINGS))
+        compare.ab_vote(studio, session, OWNER, choice, "")
 
-    out = exporting.export_data(studio, session)
+    out = exporting.export_data(studio, session, OWNER)
     for name in exporting.DOWNLOADS:
         path = Path(out[name]["value"])
         assert path.is_file() and path.is_relative_to(studio.data_dir), name
@@ -451,8 +456,8 @@ def test_export_offers_every_format_and_the_trl_files_hold_the_judgements(studio
     assert len(out["export_preview"]) == 4
 
 
-def test_push_without_an_export_says_what_to_do_first():
-    assert "Export first" in exporting.push_export(Session(), "user/repo")["hub_status"]
+def test_push_without_an_export_says_what_to_do_first(studio):
+    assert "Export first" in exporting.push_export(studio, Session(), OWNER, "user/repo")["hub_status"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -461,7 +466,7 @@ def test_push_without_an_export_says_what_to_do_first():
 
 def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fake, clip):
     session = Session()
-    chat.load_video(studio, session, str(clip), SETTINGS)
+    chat.load_video(studio, session, OWNER, str(clip), SETTINGS)
     outs = ask(session, "What animal?")
     assert outs[-1]["frame_slider"]["maximum"] == 8
     with_map = views.show_frame(session, 1)
@@ -483,7 +488,7 @@ def test_the_frame_picker_shows_an_overlay_where_the_model_has_a_map(studio, fak
 def test_the_embedded_default_answers_about_the_cat_clip_with_views_for_every_frame(studio):
     session = Session()
     settings = Settings(num_frames=16, fps=2.0, max_new_tokens=24)
-    out = chat.load_video(studio, session, str(ASSETS / "cat.mp4"), settings)
+    out = chat.load_video(studio, session, OWNER, str(ASSETS / "cat.mp4"), settings)
     assert "warning" not in out, out.get("warning")
     outs = ask(session, "What animal is in the video?", settings)
     final = outs[-1]
@@ -524,7 +529,7 @@ def test_a_file_whose_container_claims_hours_says_so_in_the_chat(studio, fake, t
 
     lying = mp4_claiming(tmp_path / "edited.mp4", 10_200.0)
     session = Session()
-    out = chat.load_video(studio, session, str(lying), SETTINGS)
+    out = chat.load_video(studio, session, OWNER, str(lying), SETTINGS)
     assert "warning" not in out
     assert "claims 2 h 50 min" in out["video_status"] and "4.0 s" in out["video_status"]
     assert "claims 2 h 50 min" in out["chatbot"][-1]["content"]

@@ -15,6 +15,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from app.access.identity import Identity
 from app.data.exports import kto_rows
 from app.data.store import AnnotationStore
 from app.tabs.live.handlers import LiveController, LiveRegistry, live_replay, timeline_figure
@@ -333,12 +334,14 @@ def test_rating_a_remark_stores_its_video_time_and_exports(controller):
     controller.play(key)
     messages, *_ = _play(controller, key, [0.5 * i for i in range(1, 13)])
     index = next(i for i, m in enumerate(messages) if m["content"].startswith("**[00:05.2]**"))
-    status = controller.rate(key, False, index, "tester", None)
+    tester = Identity("account", "tester", "annotator")
+    status = controller.rate(key, False, index, tester, lambda sha: True)
     assert "00:05.2" in status
     with pytest.raises(gr.Error):
-        controller.rate(key, True, len(messages) + 5, None, None)
+        controller.rate(key, True, len(messages) + 5, tester, lambda sha: True)
     (record,) = controller.store().records()
-    assert record["thumbs"] == -1 and record["annotator"] == "tester"
+    assert record["thumbs"] == -1 and record["annotator"] == "tester" and record["identity_id"] == "tester"
+    assert record["video_path"] is not None
     assert record["extra"]["video_time_s"] == pytest.approx(5.25) and record["extra"]["live"] is True
     assert record["answer"] == messages[index]["content"].split("** ", 1)[1]
     (row,) = kto_rows([record])

@@ -17,7 +17,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ RECORDS_SCHEMA = pa.schema(
         ("created_at", pa.string()),
         ("kind", pa.string()),
         ("annotator", pa.string()),
+        ("identity_kind", pa.string()),
+        ("identity_id", pa.string()),
         ("video", pa.string()),
         ("video_sha256", pa.string()),
         ("video_duration_s", pa.float64()),
@@ -279,7 +281,7 @@ def resolve_export_dir(data_dir: str | Path, out_dir: str | Path | None = None, 
     root = Path(data_dir).expanduser().resolve()
     exports_root = root / EXPORTS_DIRNAME
     if out_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         folder = f"{sanitize_name(name)}-{stamp}" if name else f"export-{stamp}"
         return exports_root / folder
     raw = Path(out_dir)
@@ -608,7 +610,9 @@ sampling settings; A better / B better / tie / both bad). Each judgement is one 
 |---|---|
 | id, created_at | unique id; UTC time of the judgement (ISO 8601) |
 | kind | `rating` (one answer) or `comparison` (A/B) |
-| annotator | the name the person typed, or `session-<hash>` (a hash of the browser session, never the raw id) |
+| annotator | who judged: a Hugging Face username, a studio account name, `owner` (a laptop's one person) or \
+`visitor-<hash>` (a keyed hash of a visitor's browser id, never the id itself) |
+| identity_kind, identity_id | `oauth`, `account`, `owner` or `visitor`, and that identity's id (hashed for visitors) |
 | video, video_sha256, video_duration_s | the judged video: a path relative to this folder, its SHA-256, its length |
 | conversation | the earlier turns as `{{role, content}}` messages (the judged question not included) |
 | question | the judged user turn |
@@ -679,4 +683,3 @@ def dataset_card(counts: dict[str, int], files: Iterable[str] = ()) -> str:
     count_lines = "\n".join(f"| {key.replace('_', ' ')} | {value} |" for key, value in counts.items())
     body = CARD_BODY.format(count_lines=count_lines, high=KTO_DESIRABLE_MIN_SCORE, low=KTO_UNDESIRABLE_MAX_SCORE)
     return "\n".join(header) + "\n" + body
-

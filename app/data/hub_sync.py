@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -163,7 +163,7 @@ def push_to_hub(
 
 def new_boot_id() -> str:
     """A name no other boot or replica will use: UTC start time (sorts shards by boot) plus 8 random hex digits."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
 class ShardCommitScheduler(CommitScheduler):
@@ -446,7 +446,7 @@ class HubSync:
                 card.write_text(DATASET_CARD, encoding="utf-8")
 
     def _pushed(self, info: CommitInfo | None, error: BaseException | None) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._lock:
             state = self._state
             if error is not None:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 DATA_DIR_ENV = "STUDIO_DATA_DIR"
 DB_FILENAME = "annotations.sqlite3"
 VIDEOS_DIRNAME = "videos"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: who judged (identity_kind, identity_id) and the audit log of admin actions
 
 # Caps on what a person (or a client of the public API) can make us store. Answers of the models shipped here stay
 # well below MAX_TEXT_CHARS; a longer text is refused with a message rather than silently cut.
@@ -52,6 +52,8 @@ COLUMNS: tuple[str, ...] = (
     "created_at",
     "kind",
     "annotator",
+    "identity_kind",
+    "identity_id",
     "video_path",
     "video_sha256",
     "video_duration_s",
@@ -78,6 +80,8 @@ CREATE TABLE IF NOT EXISTS judgements (
     created_at TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('rating', 'comparison')),
     annotator TEXT NOT NULL,
+    identity_kind TEXT,
+    identity_id TEXT,
     video_path TEXT,
     video_sha256 TEXT,
     video_duration_s REAL,
@@ -98,6 +102,14 @@ CREATE TABLE IF NOT EXISTS judgements (
 );
 CREATE INDEX IF NOT EXISTS judgements_created_at ON judgements (created_at);
 CREATE INDEX IF NOT EXISTS judgements_kind ON judgements (kind);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 -- A judgement is a historical fact: fixing one means recording a new one.
 CREATE TRIGGER IF NOT EXISTS judgements_are_write_once BEFORE UPDATE ON judgements
 BEGIN
@@ -128,15 +140,10 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or "data").expanduser().resolve()
 
 
-def annotator_label(name: str | None = None, session_hash: str | None = None) -> str:
-    """Who judged: the name the person typed, else a short hash of the session id (never the raw id), else
-    "anonymous"."""
-    cleaned = _check_text("annotator", name or "", MAX_NAME_CHARS).strip()
-    if cleaned:
-        return cleaned
-    if session_hash:
-        return "session-" + hashlib.sha256(session_hash.encode("utf-8")).hexdigest()[:12]
-    return "anonymous"
+def _check_annotator(name: str | None) -> str:
+    """Who judged, as the caller names them (the app passes the signed-in identity's label): trimmed, length-capped,
+    "anonymous" when empty."""
+    return _check_text("annotator", name or "", MAX_NAME_CHARS).strip() or "anonymous"
 
 
 class AnnotationStore:
@@ -175,8 +182,12 @@ class AnnotationStore:
                 )
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                _add_identity_columns(self._conn)
                 for statement in _split_sql(_SCHEMA_SQL):
                     self._conn.execute(statement)
+                self._conn.execute(
+                    "CREATE INDEX IF NOT EXISTS judgements_identity ON judgements (identity_kind, identity_id)"
+                )
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -259,11 +270,12 @@ class AnnotationStore:
         return None
 
     def _resolve_video(self, video_path: str | Path | None, video_sha256: str | None) -> tuple[str | None, str | None]:
-        """A record's video reference: kept in our videos folder (copied there now if it is not yet)."""
+        """A record's video reference: kept in our videos folder (copied there now if it is not yet), or only its
+        sha256 when the uploader did not agree to share the file."""
         if video_path is None or str(video_path) == "":
-            if video_sha256:
-                raise ValueError("video_sha256 was given without video_path")
-            return None, None
+            if video_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(video_sha256)):
+                raise ValueError(f"video_sha256 {str(video_sha256)[:80]!r} is not a SHA-256 hex digest")
+            return None, video_sha256
         candidate = Path(video_path)
         in_store = candidate if candidate.is_absolute() else self.data_dir / candidate
         try:
@@ -305,6 +317,7 @@ class AnnotationStore:
         score: int | None = None,
         reason: str = "",
         annotator: str = "",
+        identity: tuple[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> str:
         """Record a judgement of one answer: thumbs (+1 / -1, or True / False as Gradio's like event gives it),
@@ -313,6 +326,7 @@ class AnnotationStore:
 
         conversation: the turns before the judged question, as {"role", "content"} messages with text content
         (a trailing user message equal to `question` is dropped, so Gradio's history can be passed as is).
+        identity: (kind, id) of who judged, e.g. ("account", "ann1"); `records(identity=...)` finds them again.
         """
         thumbs_value = _check_thumbs(thumbs)
         score_value = _check_score(score)
@@ -331,7 +345,8 @@ class AnnotationStore:
             thumbs=thumbs_value,
             score=score_value,
             reason=reason_text,
-            annotator=annotator_label(annotator),
+            annotator=_check_annotator(annotator),
+            **_identity_fields(identity),
             extra=_to_json("extra", extra, default={}),
         )
         return self._insert(row)
@@ -359,6 +374,7 @@ class AnnotationStore:
         generation_params_b: Any = None,
         reason: str = "",
         annotator: str = "",
+        identity: tuple[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> str:
         """Record an A/B judgement: choice is "a", "b", "tie" or "both_bad". Side B's frames default to side A's
@@ -386,7 +402,8 @@ class AnnotationStore:
             answer_b=_check_text("answer_b", answer_b, MAX_TEXT_CHARS),
             choice=choice,
             reason=_check_text("reason", reason, MAX_TEXT_CHARS),
-            annotator=annotator_label(annotator),
+            annotator=_check_annotator(annotator),
+            **_identity_fields(identity),
             extra=_to_json("extra", extra, default={}),
         )
         return self._insert(row)
@@ -414,7 +431,7 @@ class AnnotationStore:
         stored_path, sha256 = self._resolve_video(video_path, video_sha256)
         return {
             "id": uuid.uuid4().hex,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             "kind": kind,
             "video_path": stored_path,
             "video_sha256": sha256,
@@ -491,15 +508,28 @@ class AnnotationStore:
             ).fetchone()
         return {"groups": [tuple(group) for group in groups], "videos": int(videos), "annotators": int(annotators)}
 
-    def records(self, kind: str | None = None, *, newest_first: bool = False, limit: int | None = None) -> list[dict]:
-        """Every judgement as a dict keyed by `COLUMNS` (JSON columns decoded), oldest first by default."""
+    def records(
+        self,
+        kind: str | None = None,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        identity: tuple[str, str] | None = None,
+    ) -> list[dict]:
+        """Every judgement as a dict keyed by `COLUMNS` (JSON columns decoded), oldest first by default; with
+        `identity` only the ones that (kind, id) made."""
         if kind is not None and kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)} or None (got {kind!r})")
         sql = f"SELECT {', '.join(COLUMNS)} FROM judgements"
-        params: list[Any] = []
+        where, params = [], []
         if kind is not None:
-            sql += " WHERE kind = ?"
+            where.append("kind = ?")
             params.append(kind)
+        if identity is not None:
+            where.append("identity_kind = ? AND identity_id = ?")
+            params += list(identity)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid DESC" if newest_first else " ORDER BY rowid"
         if limit is not None:
             sql += " LIMIT ?"
@@ -507,6 +537,38 @@ class AnnotationStore:
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [_decode_row(row) for row in rows]
+
+    # -- the audit log of admin actions --------------------------------------------------------------------------
+
+    def audit(self, actor: tuple[str, str], action: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Note an admin action (an export, a push to the Hub, a deletion): who, what, when; never rewritten."""
+        row = (
+            datetime.now(UTC).isoformat(timespec="microseconds"),
+            _check_name("actor kind", actor[0]),
+            _check_name("actor id", actor[1]),
+            _check_name("action", action),
+            _to_json("detail", detail, default={}),
+        )
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT INTO audit (created_at, actor_kind, actor_id, action, detail) VALUES (?, ?, ?, ?, ?)", row
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest admin actions first: {created_at, actor_kind, actor_id, action, detail}."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT created_at, actor_kind, actor_id, action, detail FROM audit ORDER BY seq DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        keys = ("created_at", "actor_kind", "actor_id", "action", "detail")
+        return [{**dict(zip(keys, row)), "detail": json.loads(row[4])} for row in rows]
 
     def get(self, record_id: str) -> dict | None:
         with self._lock:
@@ -563,6 +625,13 @@ def _check_name(field: str, value: Any) -> str:
     if not text:
         raise ValueError(f"{field} is empty")
     return text
+
+
+def _identity_fields(identity: tuple[str, str] | None) -> dict[str, str | None]:
+    if identity is None:
+        return {"identity_kind": None, "identity_id": None}
+    kind, ident = identity
+    return {"identity_kind": _check_name("identity kind", kind), "identity_id": _check_name("identity id", ident)}
 
 
 def _check_thumbs(thumbs: Any) -> int | None:
@@ -700,6 +769,17 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(handle)
+
+
+def _add_identity_columns(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: a store made before identities keeps every record; its records have no identity (NULL),
+    so only admins see them. ADD COLUMN leaves existing rows untouched (the write-once trigger does not fire)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(judgements)").fetchall()}
+    if not present:
+        return  # a new store: the schema script creates the table with the columns
+    for column in ("identity_kind", "identity_id"):
+        if column not in present:
+            conn.execute(f"ALTER TABLE judgements ADD COLUMN {column} TEXT")
 
 
 def _split_sql(script: str) -> list[str]:

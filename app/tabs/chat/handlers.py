@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.access.identity import Identity
 from app.running import (
     Progress,
     compression_dict,
@@ -35,7 +36,7 @@ from app.settings import (
     check_runnable,
     question_problem,
 )
-from app.studio import Example, Studio
+from app.studio import REFUSALS, Example, Studio
 from app.tabs.chat.views import view_from, view_outputs
 from app.text import escape_html, plain, short
 from models.base import ModelUnavailableError, VideoError, VisualContext
@@ -170,10 +171,16 @@ def answer_stats_markdown(session: Session, turn: Turn, context: VisualContext |
 
 
 def load_video(
-    studio: Studio, session: Session, video_path: str | None, settings: Settings, progress: Progress = no_progress
+    studio: Studio,
+    session: Session,
+    who: Identity,
+    video_path: str | None,
+    settings: Settings,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """A video was uploaded, picked from the examples or removed. Probes it, samples and encodes it (so the frames
-    and the token budget show before the first question) and says in the chat that the next turn uses it."""
+    and the token budget show before the first question) and says in the chat that the next turn uses it. An
+    uploaded file becomes `who`'s: nobody else can fetch it by its URL (`app/access/uploads.py`)."""
     previous = session.video
     had_turns = bool(session.turns)
     if not video_path:
@@ -191,6 +198,8 @@ def load_video(
     except (VideoError, ValueError, OSError) as error:
         return _video_failed(session, error, previous)
     example = studio.example_for(sha)
+    if example is None:
+        studio.uploads.claim(video_path, who)
     same_video = previous is not None and previous.sha256 == sha and previous.path == str(video_path)
     session.video = VideoRef(
         path=str(video_path),
@@ -202,16 +211,19 @@ def load_video(
         fps=float(info.fps),
         container_note=claim_note(info) or "",
         title=example.title if example else "",
+        example=example is not None,
         questions=list(example.questions) if example else [],
     )
     warning: dict[str, str] = {}
     context = None
     try:
+        if not same_video:
+            studio.admit(who, "chat")  # encoding a new video is a model call
         model = load_named_model(settings.model, progress)
         context, _cached = encode_clip(model, session.video, settings.encode_params(), progress)
     except VideoError as error:
         return _video_failed(session, error, previous)
-    except (ValueError, ModelUnavailableError) as error:
+    except (*REFUSALS, ModelUnavailableError) as error:
         warning["warning"] = f"The video is loaded, but it could not be encoded yet: {error}"
     except Exception as error:  # keep serving whatever went wrong inside a model
         warning["warning"] = failure_message(error, f"encoding {name}")
@@ -274,17 +286,37 @@ def _video_outputs(session: Session, video_status: str, **messages: str) -> dict
 
 
 def chat(
+    studio: Studio,
     session: Session,
+    who: Identity,
     question: str,
     settings: Settings,
     progress: Progress = no_progress,
-    seed_offset: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Answer a question about the session's video (or a text-only question without one), streaming the answer.
 
     Yields the chat after the question appears, after each text chunk, and once more at the end with the
-    compression and attention views of this answer.
+    compression and attention views of this answer. Refused, with the wait, when `who` asked too often.
     """
+    refused = _refusal(studio, who)
+    if refused:
+        yield {"warning": refused, **chat_outputs(session)}
+        return
+    yield from _answer(session, question, settings, progress)
+
+
+def _refusal(studio: Studio, who: Identity) -> str | None:
+    """Why `who` may not run a model now (rate limit), or None; checked before the conversation changes."""
+    try:
+        studio.admit(who, "chat")
+    except REFUSALS as error:
+        return str(error)
+    return None
+
+
+def _answer(
+    session: Session, question: str, settings: Settings, progress: Progress, seed_offset: int = 0
+) -> Iterator[dict[str, Any]]:
     question = (question or "").strip()
     problem = question_problem(question, "Type a question first, or click one of the suggested questions.")
     if problem:
@@ -350,15 +382,21 @@ def chat(
             turn.answer = turn.answer.strip()
 
 
-def regenerate(session: Session, settings: Settings, progress: Progress = no_progress) -> Iterator[dict[str, Any]]:
+def regenerate(
+    studio: Studio, session: Session, who: Identity, settings: Settings, progress: Progress = no_progress
+) -> Iterator[dict[str, Any]]:
     """Answer the last question again with the current settings (a new seed, so sampling gives a new answer)."""
     turn = session.last_turn()
     if turn is None or turn.status in ("pending", "streaming"):
         yield {"warning": "There is no finished answer to regenerate yet.", **chat_outputs(session)}
         return
+    refused = _refusal(studio, who)
+    if refused:
+        yield {"warning": refused, **chat_outputs(session)}
+        return
     session.remove_from(turn)
     session.regenerations += 1
-    yield from chat(session, turn.question, settings, progress, seed_offset=session.regenerations)
+    yield from _answer(session, turn.question, settings, progress, seed_offset=session.regenerations)
 
 
 def undo(session: Session) -> dict[str, Any]:
@@ -371,7 +409,12 @@ def undo(session: Session) -> dict[str, Any]:
 
 
 def edit_message(
-    session: Session, event: dict[str, Any] | None, settings: Settings, progress: Progress = no_progress
+    studio: Studio,
+    session: Session,
+    who: Identity,
+    event: dict[str, Any] | None,
+    settings: Settings,
+    progress: Progress = no_progress,
 ) -> Iterator[dict[str, Any]]:
     """The person edited a question in the chat: the last question is answered again as edited."""
     owner = message_owner(session, (event or {}).get("index"))
@@ -386,8 +429,12 @@ def edit_message(
     if not new_text.strip():
         yield {"warning": "The edited question is empty.", **chat_outputs(session)}
         return
+    refused = _refusal(studio, who)
+    if refused:
+        yield {"warning": refused, **chat_outputs(session)}
+        return
     session.remove_from(last)
-    yield from chat(session, new_text, settings, progress)
+    yield from _answer(session, new_text, settings, progress)
 
 
 def _message_text(value: Any) -> str:

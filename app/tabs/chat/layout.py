@@ -13,7 +13,7 @@ import gradio as gr
 from app.session import Session
 from app.tabs.chat import handlers as chat
 from app.tabs.chat import ratings, views
-from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, event_data, session_hash, stopped
+from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, event_data, identity_of, stopped
 
 VIEW_OUTPUTS = [
     "frames",
@@ -173,26 +173,29 @@ def _wire_chat(shared: Shared, panel: Panel) -> None:
     p, studio, settings = panel, shared.studio, shared.settings
     # Gradio finds gr.Progress / gr.EventData parameters by position, so each wrapper spells out the settings.
 
-    def on_video(
-        session, video, model, frames, fps, compressor, budget, temp, top_p, max_new, seed, progress=PROGRESS
-    ):
+    def on_video(session, video, model, frames, fps, compressor, budget, temp, top_p, max_new, seed,
+                 request: gr.Request, progress=PROGRESS):  # fmt: skip
         s = shared.settings_from((model, frames, fps, compressor, budget, temp, top_p, max_new, seed))
-        return p.updates(VIDEO_OUTPUTS, chat.load_video(studio, session, video, s, progress))
+        who = identity_of(studio, request)
+        return p.updates(VIDEO_OUTPUTS, chat.load_video(studio, session, who, video, s, progress))
 
-    def on_chat(
-        session, question, model, frames, fps, compressor, budget, temp, top_p, max_new, seed, progress=PROGRESS
-    ):
+    def on_chat(session, question, model, frames, fps, compressor, budget, temp, top_p, max_new, seed,
+                request: gr.Request, progress=PROGRESS):  # fmt: skip
         s = shared.settings_from((model, frames, fps, compressor, budget, temp, top_p, max_new, seed))
-        yield from p.streamed(CHAT_OUTPUTS, chat.chat(session, question, s, progress))
+        who = identity_of(studio, request)
+        yield from p.streamed(CHAT_OUTPUTS, chat.chat(studio, session, who, question, s, progress))
 
-    def on_regenerate(session, model, frames, fps, compressor, budget, temp, top_p, max_new, seed, progress=PROGRESS):
+    def on_regenerate(session, model, frames, fps, compressor, budget, temp, top_p, max_new, seed,
+                      request: gr.Request, progress=PROGRESS):  # fmt: skip
         s = shared.settings_from((model, frames, fps, compressor, budget, temp, top_p, max_new, seed))
-        yield from p.streamed(CHAT_OUTPUTS, chat.regenerate(session, s, progress))
+        who = identity_of(studio, request)
+        yield from p.streamed(CHAT_OUTPUTS, chat.regenerate(studio, session, who, s, progress))
 
-    def on_edit(session, model, frames, fps, compressor, budget, temp, top_p, max_new, seed, evt: gr.EventData = None,
-                progress=PROGRESS):  # fmt: skip
+    def on_edit(session, model, frames, fps, compressor, budget, temp, top_p, max_new, seed, request: gr.Request,
+                evt: gr.EventData = None, progress=PROGRESS):  # fmt: skip
         s = shared.settings_from((model, frames, fps, compressor, budget, temp, top_p, max_new, seed))
-        yield from p.streamed(CHAT_OUTPUTS, chat.edit_message(session, event_data(evt), s, progress))
+        who = identity_of(studio, request)
+        yield from p.streamed(CHAT_OUTPUTS, chat.edit_message(studio, session, who, event_data(evt), s, progress))
 
     streaming = {"show_progress": "minimal", "show_progress_on": [p["chatbot"]], **MODEL_GROUP}
     p["video"].change(
@@ -246,14 +249,12 @@ def _wire_views_and_ratings(shared: Shared, panel: Panel) -> None:
     def on_gallery(session, evt: gr.EventData = None):
         return p.updates(PICK_OUTPUTS, views.frame_from_gallery(session, event_data(evt)))
 
-    def on_rate(session, turn_number, thumbs, score, reason, annotator, request: gr.Request):
-        out = ratings.rate_answer(
-            studio, session, turn_number, thumbs, score, reason, annotator, session_hash(request)
-        )
-        return p.updates(RATING_OUTPUTS, out)
+    def on_rate(session, turn_number, thumbs, score, reason, request: gr.Request):
+        who = identity_of(studio, request)
+        return p.updates(RATING_OUTPUTS, ratings.rate_answer(studio, session, turn_number, thumbs, score, reason, who))
 
-    def on_like(session, annotator, request: gr.Request, evt: gr.EventData = None):
-        out = ratings.like(studio, session, event_data(evt), annotator, session_hash(request))
+    def on_like(session, request: gr.Request, evt: gr.EventData = None):
+        out = ratings.like(studio, session, event_data(evt), identity_of(studio, request))
         return p.updates(RATING_OUTPUTS, out)
 
     p["frame_slider"].release(
@@ -261,9 +262,6 @@ def _wire_views_and_ratings(shared: Shared, panel: Panel) -> None:
         **LIGHT,
     )  # fmt: skip
     p["frames"].select(on_gallery, p["session"], p.components(PICK_OUTPUTS), api_name="pick_frame", **HIDDEN, **LIGHT)
-    rating_in = [p["session"], p["rate_target"], p["thumbs"], p["score"], p["reason"], shared.annotator]
+    rating_in = [p["session"], p["rate_target"], p["thumbs"], p["score"], p["reason"]]
     p["save_rating"].click(on_rate, rating_in, p.components(RATING_OUTPUTS), api_name="rate_answer", **LIGHT)
-    p["chatbot"].like(
-        on_like, [p["session"], shared.annotator], p.components(RATING_OUTPUTS), api_name="like_message", **HIDDEN,
-        **LIGHT,
-    )  # fmt: skip
+    p["chatbot"].like(on_like, p["session"], p.components(RATING_OUTPUTS), api_name="like_message", **HIDDEN, **LIGHT)

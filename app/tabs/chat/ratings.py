@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.data.store import annotator_label
-from app.judgements import record_rating
+from app.access.identity import Identity
+from app.judgements import judge_for, record_rating
 from app.session import Session
-from app.studio import Studio
+from app.studio import REFUSALS, Studio
 from app.tabs.chat.handlers import message_owner, rate_target_update
 
 THUMBS = {"👍 good": 1, "👎 bad": -1, "no thumbs": None}
@@ -26,8 +26,7 @@ def rate_answer(
     thumbs: Any,
     score: Any,
     reason: str,
-    annotator: str,
-    session_hash: str | None = None,
+    who: Identity,
     source: str = "panel",
 ) -> dict[str, Any]:
     """Record one rating of an answer (thumbs and/or a 1-5 score and/or a reason) in the store."""
@@ -49,17 +48,17 @@ def rate_answer(
     try:
         if score_value is not None:
             score_value = int(score_value)
+        studio.admit(who, "vote")
         record_id = record_rating(
             studio.store,
             turn,
+            judge_for(session, who),
             thumbs=thumbs_value,
             score=score_value,
             reason=reason,
-            annotator=annotator_label(annotator, session_hash),
-            kept_videos=session.kept_videos,
             extra={"source": source, "turn": session.turn_number(turn), "turn_id": turn.id},
         )
-    except (ValueError, OSError) as error:
+    except REFUSALS as error:
         return {"warning": f"Not saved: {error}."}
     number = session.turn_number(turn)
     what = []
@@ -86,9 +85,7 @@ def rate_answer(
     }
 
 
-def like(
-    studio: Studio, session: Session, event: dict[str, Any] | None, annotator: str, session_hash: str | None = None
-) -> dict[str, Any]:
+def like(studio: Studio, session: Session, event: dict[str, Any] | None, who: Identity) -> dict[str, Any]:
     """The Chatbot's thumbs: recorded at once as a rating of that answer (FastChat style: a click is a vote)."""
     event = event or {}
     owner = message_owner(session, event.get("index"))
@@ -105,7 +102,6 @@ def like(
         1 if liked else -1,
         None,
         "",
-        annotator,
-        session_hash,
+        who,
         source="like",
     )

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from app.access.identity import Identity
 from app.data.preferences import compression_preferences
-from app.data.store import annotator_label
-from app.judgements import record_comparison
+from app.judgements import judge_for, record_comparison
 from app.running import (
     Progress,
     compression_dict,
@@ -29,7 +29,7 @@ from app.running import (
 )
 from app.session import ABRound, Session, Side
 from app.settings import Settings, check_runnable, question_problem
-from app.studio import Studio
+from app.studio import REFUSALS, Studio
 from app.text import escape_html, plain
 from models.base import EncodeParams, GenerationParams, ModelUnavailableError
 
@@ -46,7 +46,9 @@ class SideSetup:
 
 
 def ab_run(
+    studio: Studio,
     session: Session,
+    who: Identity,
     question: str,
     setups: tuple[SideSetup, SideSetup],
     shared: Settings,
@@ -72,7 +74,8 @@ def ab_run(
             return
     try:
         sides = [_side(number, setup, shared, with_video=video is not None) for number, setup in enumerate(setups, 1)]
-    except (ValueError, ModelUnavailableError) as error:
+        studio.admit(who, "chat")
+    except (*REFUSALS, ModelUnavailableError) as error:
         yield {"warning": str(error)}
         return
     random.SystemRandom().shuffle(sides)  # which setup is A is a coin flip, so the labels give nothing away
@@ -158,10 +161,9 @@ def _reveal_markdown(round_: ABRound) -> str:
 def ab_vote(
     studio: Studio,
     session: Session,
+    who: Identity,
     choice: str,
     reason: str,
-    annotator: str,
-    session_hash: str | None = None,
 ) -> dict[str, Any]:
     """Record the judgement of the open A/B round, then reveal which setup was which."""
     round_ = session.ab
@@ -170,16 +172,16 @@ def ab_vote(
     if round_.voted:
         return {"warning": "This round is already judged; run a new comparison to vote again.", **ab_outputs(round_)}
     try:
+        studio.admit(who, "vote")
         record_id = record_comparison(
             studio.store,
             round_,
+            judge_for(session, who),
             choice=choice,
             reason=reason,
-            annotator=annotator_label(annotator, session_hash),
-            kept_videos=session.kept_videos,
             extra={"setup_a": round_.sides[0].setup, "setup_b": round_.sides[1].setup, "blind": True},
         )
-    except (ValueError, OSError) as error:
+    except REFUSALS as error:
         return {"warning": f"Not saved: {error}."}
     round_.voted = choice
     total = studio.store.counts()["total"]

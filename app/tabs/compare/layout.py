@@ -15,7 +15,7 @@ from app.session import Session
 from app.settings import model_choices
 from app.sidebar import compressor_update
 from app.tabs.compare import handlers as compare
-from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, session_hash, stopped
+from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, identity_of, stopped
 from models.registry import DEFAULT_MODEL
 
 AB_OUTPUTS = ["ab_chat_a", "ab_chat_b", "ab_reveal", "ab_votable", "session"]
@@ -101,13 +101,15 @@ def _wire(shared: Shared, panel: Panel, tab: gr.Tab, buttons: list) -> None:
 
     def on_run(session, question, mode, model_1, compressor_1, budget_1, temperature_1, top_p_1, model_2, compressor_2,
                budget_2, temperature_2, top_p_2, model, frames, fps, compressor, budget, temp, top_p, max_new, seed,
-               progress=PROGRESS):  # fmt: skip
+               request: gr.Request, progress=PROGRESS):  # fmt: skip
         sides = (
             compare.SideSetup(model_1, compressor_1, budget_1, temperature_1, top_p_1),
             compare.SideSetup(model_2, compressor_2, budget_2, temperature_2, top_p_2),
         )
         chat_settings = shared.settings_from((model, frames, fps, compressor, budget, temp, top_p, max_new, seed))
-        yield from p.streamed(AB_OUTPUTS, compare.ab_run(session, question, sides, chat_settings, progress, mode))
+        who = identity_of(studio, request)
+        run = compare.ab_run(studio, session, who, question, sides, chat_settings, progress, mode)
+        yield from p.streamed(AB_OUTPUTS, run)
 
     ran = gr.on(
         [p["ab_go"].click, p["ab_question"].submit],
@@ -122,13 +124,13 @@ def _wire(shared: Shared, panel: Panel, tab: gr.Tab, buttons: list) -> None:
     p["ab_stop"].click(stopped, None, None, cancels=[ran], api_name="ab_stop", queue=False, **HIDDEN)
 
     def vote_handler(choice: str):
-        def on_vote(session, reason, annotator, request: gr.Request):
-            out = compare.ab_vote(studio, session, choice, reason, annotator, session_hash(request))
+        def on_vote(session, reason, request: gr.Request):
+            out = compare.ab_vote(studio, session, identity_of(studio, request), choice, reason)
             return p.updates(VOTE_OUTPUTS, out)
 
         return on_vote
 
-    vote_in = [p["session"], p["ab_reason"], shared.annotator]
+    vote_in = [p["session"], p["ab_reason"]]
     for button, choice in zip(buttons, CHOICES, strict=True):
         button.click(vote_handler(choice), vote_in, p.components(VOTE_OUTPUTS), api_name=f"ab_vote_{choice}", **LIGHT)
     p["ab_last"].click(

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.access.identity import Identity
 from app.data.exports import (
     KTO_DESIRABLE_MIN_SCORE,
     KTO_UNDESIRABLE_MAX_SCORE,
@@ -46,7 +47,12 @@ def counts_markdown(studio: Studio) -> str:
     )
 
 
-def refresh_export(studio: Studio) -> dict[str, Any]:
+def refresh_export(studio: Studio, who: Identity) -> dict[str, Any]:
+    """The counts, the newest judgements and the sync status: what the store holds, so for admins only."""
+    try:
+        studio.admit(who, "export")
+    except PermissionError as error:
+        return {"export_counts": f"🔒 {plain(str(error))}.", "export_preview": None, "sync_status": ""}
     return {
         "export_counts": counts_markdown(studio),
         "export_preview": preview_dataframe(studio.store),
@@ -73,12 +79,17 @@ DOWNLOADS = {
 }
 
 
-def export_data(studio: Studio, session: Session) -> dict[str, Any]:
-    """Write every format from one snapshot of the store into a fresh folder under <data_dir>/exports/."""
+def export_data(studio: Studio, session: Session, who: Identity) -> dict[str, Any]:
+    """Write every format from one snapshot of the store into a fresh folder under <data_dir>/exports/ (admins)."""
+    try:
+        studio.admit(who, "export")
+    except PermissionError as error:
+        return {"warning": str(error), "export_status": f"🔒 {plain(str(error))}."}
     try:
         result = export_all(studio.store)
     except (ValueError, OSError) as error:
         return {"warning": f"Export failed: {error}"}
+    studio.store.audit(who.key, "export", {"directory": result.directory.name, "records": result.counts["total"]})
     dataset_dir = result.files.get("datasets")
     if dataset_dir is not None:
         archive = shutil.make_archive(
@@ -95,7 +106,7 @@ def export_data(studio: Studio, session: Session) -> dict[str, Any]:
         "export_files": result.download_paths(),
         "session": session,
         "export_dir": str(result.directory),
-        **refresh_export(studio),
+        **refresh_export(studio, who),
     }
     for name, (key, _label) in DOWNLOADS.items():
         path = result.files.get(key)
@@ -103,8 +114,14 @@ def export_data(studio: Studio, session: Session) -> dict[str, Any]:
     return out
 
 
-def push_export(session: Session, repo_id: str) -> dict[str, Any]:
+def push_export(studio: Studio, session: Session, who: Identity, repo_id: str) -> dict[str, Any]:
+    """Upload the latest export folder to a Hub dataset repo (admins)."""
+    try:
+        studio.admit(who, "push")
+    except PermissionError as error:
+        return {"hub_status": f"🔒 {plain(str(error))}.", "warning": str(error)}
     if not session.last_export_dir:
         return {"hub_status": "Export first: the push uploads the latest export folder."}
     status = push_to_hub(session.last_export_dir, repo_id or None)
+    studio.store.audit(who.key, "push", {"repo": repo_id or "", "ok": status.ok, "message": status.message[:200]})
     return {"hub_status": ("✅ " if status.ok else "⚠️ ") + plain(status.message, 400)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.tabs.export import handlers as exporting
-from app.wiring import EXPORT_GROUP, HIDDEN, LIGHT, Panel, Shared
+from app.wiring import EXPORT_GROUP, HIDDEN, LIGHT, Panel, Shared, identity_of
 
 EXPORT_OUTPUTS = ["export_status", "export_files", "session", "export_counts", "export_preview", *exporting.DOWNLOADS]
 REFRESH_OUTPUTS = ["export_counts", "export_preview", "sync_status"]
@@ -48,14 +48,14 @@ def build(shared: Shared, tab: gr.Tab) -> Panel:
 def _wire(shared: Shared, panel: Panel, tab: gr.Tab) -> None:
     p, studio = panel, shared.studio
 
-    def on_export(session):
-        return p.updates(EXPORT_OUTPUTS, exporting.export_data(studio, session))
+    def on_export(session, request: gr.Request):
+        return p.updates(EXPORT_OUTPUTS, exporting.export_data(studio, session, identity_of(studio, request)))
 
-    def on_refresh():
-        return p.updates(REFRESH_OUTPUTS, exporting.refresh_export(studio))
+    def on_refresh(request: gr.Request):
+        return p.updates(REFRESH_OUTPUTS, exporting.refresh_export(studio, identity_of(studio, request)))
 
-    def on_push(session, repo):
-        return p.updates(["hub_status"], exporting.push_export(session, repo))
+    def on_push(session, repo, request: gr.Request):
+        return p.updates(["hub_status"], exporting.push_export(studio, session, identity_of(studio, request), repo))
 
     refresh_out = p.components(REFRESH_OUTPUTS)
     p["export_go"].click(on_export, p["session"], p.components(EXPORT_OUTPUTS), api_name="export_all", **EXPORT_GROUP)

@@ -31,7 +31,8 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from app.data.store import AnnotationStore, annotator_label
+from app.access.identity import Identity
+from app.data.store import AnnotationStore
 from models.base import ModelUnavailableError, VideoError
 from models.online.base import (
     DEFAULT_FPS,
@@ -47,6 +48,7 @@ from models.online.base import (
     respond_bar,
 )
 from models.online.frames import StreamReader
+from models.pipeline import video_sha256
 
 VIDEO_ELEM_ID = "live-video"
 CHAT_ELEM_ID = "live-chat"
@@ -520,8 +522,9 @@ class LiveController:
         for messages, figure, status in self._tick(key, now, threshold):
             yield messages, gr.skip(), figure, status
 
-    def rate(self, key: str | None, liked: Any, index: Any, annotator: str | None, session_hash: str | None) -> str:
-        """Store a thumbs up/down on a remark or answer, with its video time in `extra`."""
+    def rate(self, key: str | None, liked: Any, index: Any, who: Identity, keep_video: Callable[[str], bool]) -> str:
+        """Store `who`'s thumbs up/down on a remark or answer, with its video time in `extra`. The video file goes
+        with the record only when `keep_video(sha256)` says it may (an example clip, the local owner's video)."""
         stream = self._stream(key)
         position = index[0] if isinstance(index, (list, tuple)) else index
         with stream.lock:
@@ -542,19 +545,23 @@ class LiveController:
             )
             thumbs = liked if isinstance(liked, bool) else str(liked).lower() in ("like", "true", "1")
             fps = stream.reader.info.fps
+            sha = video_sha256(stream.path)
+            kept = keep_video(sha)
             record_id = self.store().record_rating(
                 model=f"{stream.model.name} (live)",
                 question=question,
                 answer=remark.text,
                 conversation=earlier,
-                video_path=stream.path,
+                video_path=stream.path if kept else None,
+                video_sha256=None if kept else sha,
                 video_duration_s=stream.duration_s,
                 frame_indices=[round(remark.time_s * fps)],
                 frame_timestamps_s=[remark.time_s],
                 encode_params={"mode": "live", "fps": session.params.fps, "threshold": session.threshold},
                 generation_params=session.params.generation.as_dict(),
                 thumbs=thumbs,
-                annotator=annotator_label(annotator, session_hash),
+                annotator=who.label,
+                identity=who.key,
                 extra={
                     "live": True,
                     "kind": remark.kind,

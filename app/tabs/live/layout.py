@@ -12,7 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.studio import ASSETS_DIR
+from app.access.identity import Identity
+from app.studio import ASSETS_DIR, REFUSALS, Studio
 from app.tabs.live.handlers import (
     CHAT_ELEM_ID,
     DEFAULT_FPS,
@@ -23,7 +24,7 @@ from app.tabs.live.handlers import (
     clock_js,
     timeline_figure,
 )
-from app.wiring import HIDDEN, MODEL_GROUP, Panel, Shared, session_hash
+from app.wiring import HIDDEN, MODEL_GROUP, Panel, Shared, identity_of
 
 
 def example_clips(assets_dir: Path = ASSETS_DIR) -> list[tuple[str, str]]:
@@ -98,8 +99,15 @@ def _wire(shared: Shared, controller: LiveController, p: Panel) -> None:
     key, video, timer, chat = p["key"], p["video"], p["timer"], p["chat"]
     ticked = [chat, p["timeline"], p["status"]]
 
-    def rate(key_value: str, name: str | None, data: gr.LikeData, request: gr.Request) -> str:
-        return controller.rate(key_value, data.liked, data.index, name, session_hash(request))
+    studio = shared.studio
+
+    def rate(key_value: str, data: gr.LikeData, request: gr.Request) -> str:
+        who = identity_of(studio, request)
+        try:
+            studio.admit(who, "vote")
+        except REFUSALS as error:
+            raise gr.Error(str(error)) from None
+        return controller.rate(key_value, data.liked, data.index, who, lambda sha: _shareable(studio, who, sha))
 
     p["example"].change(lambda path: path, [p["example"]], [video], api_name="live_example", **HIDDEN)
     # Stop the clock first: a play pressed while the new video loads must not be undone when loading finishes.
@@ -135,7 +143,7 @@ def _wire(shared: Shared, controller: LiveController, p: Panel) -> None:
             **MODEL_GROUP,
         )
     chat.clear(controller.clear_chat, [key], None, api_name="live_clear", **HIDDEN)
-    chat.like(rate, [key, shared.annotator], [p["status"]], api_name="live_rate", **HIDDEN)
+    chat.like(rate, [key], [p["status"]], api_name="live_rate", **HIDDEN)
     p["replay"].click(
         controller.replay,
         [video, p["threshold"], p["replay_fps"]],
@@ -143,3 +151,9 @@ def _wire(shared: Shared, controller: LiveController, p: Panel) -> None:
         api_name="live_replay",
         **MODEL_GROUP,
     )
+
+
+def _shareable(studio: Studio, who: Identity, sha256: str) -> bool:
+    """A live rating keeps the video file only for an example clip or the local owner's own video (the Live tab
+    has no consent box; the record keeps the sha256 otherwise)."""
+    return who.kind == "owner" or studio.example_for(sha256) is not None

@@ -1,0 +1,1 @@
+"""Who is who and what they may do: identities, roles, limits and upload ownership."""

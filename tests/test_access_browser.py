@@ -1,0 +1,71 @@
+"""Signing in through the browser: the annotator's studio has no Export tab (and a call to it is refused anyway),
+the admin's has one and exports; each sees who they are signed in as. Debian's Chromium, headless, via Playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import free_port, start_app_process, wait_until_serving
+
+from app.accounts import add_account
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PASSWORDS = {"boss": "boss-password", "ann1": "ann1-password"}
+
+
+@pytest.fixture(scope="module")
+def signed_in_studio(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser-accounts")
+    accounts = folder / "accounts.toml"
+    add_account(accounts, "boss", "admin", PASSWORDS["boss"])
+    add_account(accounts, "ann1", "annotator", PASSWORDS["ann1"])
+    port = free_port()
+    process = start_app_process(folder / "data", port, "--no-preload", "--accounts", str(accounts),
+                                log_path=folder / "app.log")  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def sign_in(chromium, url: str, name: str):
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORDS[name])
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#chatbot", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#identity') && document.querySelector('#identity').innerText.includes('You:')",
+        timeout=30_000,
+    )
+    return context, page
+
+
+def test_the_export_tab_is_there_for_the_admin_only(chromium, signed_in_studio):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context, page = sign_in(chromium, signed_in_studio, "ann1")
+    assert "ann1 · annotator" in page.locator("#identity").inner_text()
+    assert page.get_by_role("tab", name="Chat").is_visible()
+    assert (
+        page.get_by_role("tab", name="Export").count() == 0 or not page.get_by_role("tab", name="Export").is_visible()
+    )
+    assert page.locator("#share-video").is_visible(), "the consent box beside the terms"
+    page.screenshot(path=str(ARTIFACTS / "16_signed_in_annotator.png"), full_page=True)
+    context.close()
+
+    context, page = sign_in(chromium, signed_in_studio, "boss")
+    assert "boss · admin" in page.locator("#identity").inner_text()
+    page.get_by_role("tab", name="Export").click()
+    page.locator("#export-run").click()
+    status = "document.querySelector('#export-status')"
+    page.wait_for_function(f"{status} && {status}.innerText.includes('Exported')", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "17_signed_in_admin_export.png"), full_page=True)
+    context.close()
