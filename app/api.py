@@ -5,6 +5,7 @@
 - `rate(answer_id, thumbs, score, reason)` records the caller's judgement of an answer `ask` gave them → `{record_id}`;
 - `compare(...)` answers one question with two setups → `{comparison_id, a, b}`; `vote(comparison_id, choice, ...)`
   records the judgement → `{record_id}`;
+- `campaign_next(campaign)` → the caller's next campaign item; `campaign_judge(item_id, choice, reason)` records it;
 - `export(format)` → a file (admins); `records(limit, kind)` → the newest records as JSON (the caller's own; an
   admin's: everyone's).
 
@@ -38,7 +39,15 @@ from app.access.policies import may
 from app.data.exports import export_all
 from app.data.store import KINDS
 from app.judgements import Judge, record_comparison, record_rating
-from app.running import EXPECTED_ERRORS, compression_dict, encode_clip, load_named_model, no_progress, stream_answer
+from app.running import (
+    EXPECTED_ERRORS,
+    compression_dict,
+    encode_clip,
+    load_named_model,
+    no_progress,
+    note_frames,
+    stream_answer,
+)
 from app.session import ABRound, Side, Turn, VideoRef
 from app.settings import Settings, check_runnable, question_problem
 from app.studio import Studio
@@ -49,6 +58,7 @@ from models.registry import MODELS, default_model_name, get_spec
 from models.video import probe_video
 
 PENDING_LIMIT = 256
+SERVED_LIMIT = 100_000  # campaign items handed out and not yet judged, remembered to find their campaign
 EXPORT_FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "dpo": "dpo_jsonl", "kto": "kto_jsonl"}
 THUMBS = {"up": 1, "down": -1, "": None}
 
@@ -60,6 +70,8 @@ class ProgramAPI:
         self.studio = studio
         self._pending: OrderedDict[str, Pending] = OrderedDict()
         self._kept_videos: dict[str, str] = {}  # sha256 -> path in the data dir, as a session keeps them
+        # (identity, item id) -> the campaign the item came from, so /campaign_judge needs only the item id
+        self._served: OrderedDict[tuple[tuple[str, str], str], str] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- asking
@@ -169,6 +181,39 @@ class ProgramAPI:
         rows = self.studio.store.records(kind or None, newest_first=True, limit=limit, identity=mine)
         return json.loads(json.dumps(rows, default=str))
 
+    # -- campaigns
+
+    def campaign_next(self, campaign: str, who: Identity) -> dict[str, Any]:
+        try:
+            item = self.studio.campaigns.next_item(campaign, who)
+        except (ValueError, PermissionError) as error:
+            raise gr.Error(str(error)) from None
+        if item is None:
+            raise gr.Error(f"nothing left for you in campaign {campaign!r}: every item is done or judged by you")
+        with self._lock:
+            self._served[(who.key, item["item_id"])] = campaign
+            while len(self._served) > SERVED_LIMIT:
+                self._served.popitem(last=False)
+        return {key: item[key] for key in ("item_id", "video", "question", "answers", "done_by_me", "total")}
+
+    def campaign_judge(self, item_id: str, choice: str, reason: str, who: Identity) -> dict[str, Any]:
+        with self._lock:
+            campaign = self._served.get((who.key, item_id))
+        if campaign is None:
+            raise gr.Error(f"item {str(item_id)[:60]!r} was not handed to you: call /campaign_next first")
+        self._admit(who, "vote")
+        kind = self.studio.campaigns.campaign(campaign).kind
+        score = None
+        if kind == "rating":
+            if not str(choice).isdigit():
+                raise gr.Error(f"this is a rating campaign: choice is a score from 1 to 5 (got {choice!r})")
+            choice, score = None, int(choice)
+        try:
+            judged = self.studio.campaigns.judge(campaign, item_id, who, choice=choice, score=score, reason=reason)
+        except (ValueError, PermissionError) as error:
+            raise gr.Error(f"not saved: {error}") from None
+        return {"judgement_id": judged["id"], "overshoot": judged["overshoot"], "annotator": who.label}
+
     # -- internals
 
     def _admit(self, who: Identity, action: str) -> None:
@@ -245,8 +290,7 @@ def _finish(turn: Turn, context: VisualContext | None, answer: Answer) -> None:
     turn.timings_s.update(answer.timings_s)
     turn.prompt_tokens, turn.new_tokens = answer.prompt_tokens, answer.new_tokens
     if context is not None:
-        turn.frame_indices, turn.frame_timestamps_s = list(context.frame_indices), list(context.timestamps_s)
-        turn.compression = compression_dict(context.stats)
+        note_frames(turn, context)
 
 
 def _side(number: int, turn: Turn) -> Side:
@@ -487,6 +531,25 @@ class Endpoints:
         """
         return self.program.records(limit, kind, self._who(request))
 
+    def campaign_next(self, campaign: str, request: gr.Request = None) -> dict:
+        """The next item of a campaign for you to judge: {item_id, video, question, answers: [{slot, text}],
+        done_by_me, total}; an error says when nothing is left for you.
+
+        Args:
+            campaign: the campaign's name.
+        """
+        return self.program.campaign_next(campaign, self._who(request))
+
+    def campaign_judge(self, item_id: str, choice: str, reason: str = "", request: gr.Request = None) -> dict:
+        """Record your judgement of the item /campaign_next handed you; returns {judgement_id, overshoot, annotator}.
+
+        Args:
+            item_id: the item_id from campaign_next.
+            choice: "a", "b", "tie" or "both_bad" (a rating campaign: the score "1" to "5").
+            reason: free text.
+        """
+        return self.program.campaign_judge(item_id, choice, reason, self._who(request))
+
     def _who(self, request: gr.Request | None) -> Identity:
         return identity_of(self.program.studio, request)
 
@@ -508,7 +571,7 @@ def register(studio: Studio) -> ProgramAPI:
             gr.Button(visible=False).click(
                 fn, _inputs_for(fn), output, api_name=fn.__name__, api_description=_described(fn), **group
             )
-    for fn in (endpoints.rate, endpoints.vote, endpoints.records):
+    for fn in (endpoints.rate, endpoints.vote, endpoints.records, endpoints.campaign_next, endpoints.campaign_judge):
         gr.api(fn, api_name=fn.__name__, api_description=_described(fn), **LIGHT)
     return program
 

@@ -142,7 +142,19 @@ def stream_answer(
 
 
 class _Answering(Protocol):
+    """What an answer is streamed into and its frames noted on: a chat `Turn` or an A/B `Side`."""
+
     answer: str
+    frame_indices: list[int]
+    frame_timestamps_s: list[float]
+    compression: dict[str, Any] | None
+
+
+def note_frames(target: _Answering, context: VisualContext) -> None:
+    """Keep on `target` what a judgement of it must record: the frames the model saw and the compression plan."""
+    target.frame_indices = list(context.frame_indices)
+    target.frame_timestamps_s = list(context.timestamps_s)
+    target.compression = compression_dict(context.stats)
 
 
 def relay_answer(

@@ -15,6 +15,8 @@ from app.access.identity import AccessConfig, Identity
 from app.access.limits import Limits, RateLimited
 from app.access.policies import authorize
 from app.access.uploads import UploadOwners
+from app.campaigns.generate import CampaignRunner
+from app.campaigns.store import CampaignStore
 from app.data.store import AnnotationStore, default_data_dir
 from models.pipeline import video_sha256
 
@@ -58,6 +60,8 @@ class Studio:
     limits: Limits = field(default_factory=Limits)
     uploads: UploadOwners = field(default_factory=UploadOwners)
     _store: AnnotationStore | None = None
+    _campaigns: CampaignStore | None = None
+    runners: dict[str, CampaignRunner] = field(default_factory=dict)  # campaign name -> its generation job
     _examples_by_sha: dict[str, Example] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,6 +74,22 @@ class Studio:
             if self._store is None:
                 self._store = AnnotationStore(self.data_dir)
             return self._store
+
+    @property
+    def campaigns(self) -> CampaignStore:
+        """The campaigns, in the same SQLite file as the store (opened on first use)."""
+        with self._lock:
+            if self._campaigns is None:
+                self._campaigns = CampaignStore(self.data_dir)
+            return self._campaigns
+
+    def runner(self, name: str) -> CampaignRunner:
+        """The generation job of campaign `name` (one per campaign and process)."""
+        campaigns = self.campaigns  # opened outside the lock below (the property takes it too)
+        with self._lock:
+            if name not in self.runners:
+                self.runners[name] = CampaignRunner(campaigns, name)
+            return self.runners[name]
 
     def admit(self, who: Identity, action: str) -> None:
         """The one check before acting: `who` may do `action` (else `AccessDenied`) and has not run out of calls
@@ -102,6 +122,9 @@ class Studio:
 
     def close(self) -> None:
         with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            for runner in self.runners.values():
+                runner.stop()
+            for opened in (self._store, self._campaigns):
+                if opened is not None:
+                    opened.close()
+            self._store = self._campaigns = None

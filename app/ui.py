@@ -20,6 +20,7 @@ from app.access.uploads import UploadGuard
 from app.data.store import default_data_dir
 from app.session import Session
 from app.studio import ASSETS_DIR, Studio
+from app.tabs.campaign import layout as campaign_tab
 from app.tabs.chat import layout as chat_tab
 from app.tabs.compare import layout as compare_tab
 from app.tabs.export import layout as export_tab
@@ -65,6 +66,7 @@ def launch_kwargs(studio: Studio) -> dict[str, Any]:
         "max_file_size": MAX_UPLOAD,
         "allowed_paths": [str(ASSETS_DIR), str(studio.exports_dir)],
         "footer_links": ["api", "gradio"],
+        "js": campaign_tab.SHORTCUTS_JS,
         "app_kwargs": {"middleware": [guard]},
     }
     if studio.access.accounts is not None:
@@ -102,6 +104,8 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             # Shown to admins only (set per person on page load); its handlers refuse everyone else anyway.
             with gr.Tab("Export", id="export", visible=studio.access.local_owner) as export:
                 export_tab.build(shared, export)
+            with gr.Tab("Campaign", id="campaign") as campaign:
+                campaign_tab.build(shared, campaign)
             with gr.Tab("Live", id="live"):
                 live_tab.build(shared)
         sidebar.wire(studio, settings_panel)

@@ -11,7 +11,8 @@ cost next to encoding, and where `dynamic` puts the budget on the example clips.
   after a cut vs in the still span, under `dynamic` and `uniform`, for the embedded default (real weights) and the
   tiny Slow-Fast (random weights: its features are a random tower's, so its figures show the plumbing only).
 
-Run: `python bench/bench_compression.py [--repeats 3]`.
+Run: `python bench/bench_compression.py [--repeats 3]`; `--quick` (CI): 1 repeat, budgets 100 % and 25 % only, 16
+frames for the embedded default.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bench.bench_slowfast_tokens import LLMShape, prefill_flops, time_prefill  #
 from models.base import EncodeParams  # noqa: E402
 from models.compression import compress  # noqa: E402
 from models.slowfast.testing import random_model, tiny_config  # noqa: E402
-from models.slowfast.tokens import official_fast_plan  # noqa: E402
+from models.slowfast.tokens import plan_fast_tokens  # noqa: E402
 
 PCTS = (100, 50, 25, 10)
 RELEASES = {64: (1, 4), 96: (1, 6), 128: (2, 4)}  # frames -> (sampling stride s, temporal stride t)
@@ -45,7 +46,7 @@ def analytic() -> None:
     print("## Release shapes (7B, analytic): ratios to official at each budget")
     print(f"{'frames':>6} {'official':>8} | " + " | ".join(f"{p:>3}%: tokens  FLOPs" for p in PCTS))
     for frames, (s, t) in RELEASES.items():
-        official = official_fast_plan(frames, 9, 9, s, t, 1, 16).num_fast_tokens
+        official = plan_fast_tokens(frames, 9, 9, s, t, 1, 16).num_fast_tokens
         base_flops = prefill_flops(shape, official + TEXT_TOKENS, frames * PER_FRAME, TEXT_TOKENS)
         cells = []
         for pct in PCTS:
@@ -56,7 +57,7 @@ def analytic() -> None:
     print(f"(LLM input = fast tokens + {TEXT_TOKENS} text tokens; FLOPs include the hybrid layers' cross-attention)\n")
 
 
-def tiny_measured(repeats: int) -> None:
+def tiny_measured(repeats: int, pcts: tuple[int, ...] = PCTS) -> None:
     config = tiny_config(
         fast_token_temporal_stride=4,
         min_fast_frames=16,
@@ -71,7 +72,7 @@ def tiny_measured(repeats: int) -> None:
     encode_s = min(_timed(lambda: model.encode_video(pixels)) for _ in range(max(1, repeats - 1)))
     video = model.encode_video(pixels)
     grids = video.slow_tokens.reshape(64, 9, 9, -1)
-    official = video.plan.num_fast_tokens
+    official = video.fast_plan.num_fast_tokens
     print(f"## Tiny config (measured, CPU, {torch.get_num_threads()} thread(s)): 64 frames, official {official} fast")
     base_wall, _ = time_prefill(
         model, torch.cat([video.fast_tokens, text])[None], video.slow_tokens, TEXT_TOKENS, repeats
@@ -81,7 +82,7 @@ def tiny_measured(repeats: int) -> None:
         f"{'plan+realize ms':>15} {'of encode':>9}"
     )
     for name in ("uniform", "dynamic"):
-        for pct in PCTS:
+        for pct in pcts:
             plan_s = min(_timed(lambda n=name, p=pct: compress(n, grids, None, p, official)) for _ in range(repeats))
             tokens, _ = compress(name, grids, None, pct, official)
             wall, _ = time_prefill(
@@ -113,7 +114,7 @@ def frame_kind(t: float, clip: dict) -> str | None:
     return None
 
 
-def budget_shares(model, label: str, params_for) -> None:
+def budget_shares(model, label: str, params_for, pcts: tuple[int, ...] = PCTS) -> None:
     """Budget per frame just after a cut vs in a still span, as multiples of the video's mean per-frame budget (a
     clip's budget spread evenly over its frames)."""
     from models.pipeline import encode_video
@@ -126,7 +127,7 @@ def budget_shares(model, label: str, params_for) -> None:
     for clip in examples:
         if not clip["cut_times_s"] or not clip["still_spans_s"]:
             continue
-        for pct in (100, 50, 25, 10):
+        for pct in pcts:
             cells = []
             for name in ("dynamic", "uniform"):
                 with warnings.catch_warnings():
@@ -154,10 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, budgets 100 and 25 %%, 16 frames (CI)")
     args = parser.parse_args()
+    repeats, pcts, frames = (1, (100, 25), 16) if args.quick else (args.repeats, PCTS, 32)
     torch.set_num_threads(args.threads)
     analytic()
-    tiny_measured(args.repeats)
+    tiny_measured(repeats, pcts)
 
     from models.registry import load_model
 
@@ -165,7 +168,8 @@ def main() -> None:
     budget_shares(
         lite,
         "Embedded default (slowfast-lite, 192 official language tokens)",
-        lambda name, pct: EncodeParams(num_frames=32, fps=2.0, compressor=name, budget_pct=pct),
+        lambda name, pct: EncodeParams(num_frames=frames, fps=2.0, compressor=name, budget_pct=pct),
+        pcts,
     )
 
     import tempfile
@@ -180,6 +184,7 @@ def main() -> None:
             tiny,
             "Tiny Slow-Fast (random weights, 16 frames, 324 official fast tokens)",
             lambda name, pct: EncodeParams(num_frames=16, compressor=name, budget_pct=pct),
+            pcts,
         )
 
 

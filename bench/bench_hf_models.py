@@ -4,10 +4,14 @@ Tiny random checkpoints (written on the fly) are measured: visual tokens, prefil
 100/50/25/10 % budgets, and a follow-up turn (prefix cache reused) against the first turn. Real checkpoint shapes
 are analytic: visual tokens from each family's rule for 32 frames of a 640x360 video, and prefill FLOPs
 (2 * params * tokens + attention 4 * layers * hidden * tokens^2) with a 40-token text prompt.
+
+    python bench/bench_hf_models.py           # full
+    python bench/bench_hf_models.py --quick   # one prefill per row, budgets 100 and 25 % only (CI)
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import statistics
 import sys
@@ -20,11 +24,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.base import EncodeParams, Frames, GenerationParams, VideoInfo, collect  # noqa: E402
+from models.compression import GRID_COMPRESSORS  # noqa: E402
+from models.hf import FAMILY_MODULES  # noqa: E402
 from models.hf.testing import FAMILIES, write_tiny_checkpoint  # noqa: E402
 
-COMPRESSORS = ("official", "uniform", "dynamic", "sf-llava")
 BUDGETS = (100, 50, 25, 10)
-MODULES = {"qwen2_5_vl": "qwen2_5_vl", "llava_onevision": "llava_onevision", "smolvlm": "smolvlm2"}
 # (official tokens per frame at 640x360 / 32 frames, params, layers, hidden) for the real checkpoints
 REAL = {
     "Qwen2.5-VL-7B": (lambda t: (t // 2) * (252 // 28) * (448 // 28) / t, 7.6e9, 28, 3584),
@@ -41,18 +45,18 @@ def frames(num_frames: int = 16) -> Frames:
     return Frames(pixels, (times * 30).astype(int), times, VideoInfo("b.mp4", num_frames / 2, 30.0, 240, 160, 120))
 
 
-def measured() -> list[str]:
+def measured(repeats: int = 3, budgets: tuple[int, ...] = BUDGETS) -> list[str]:
     lines = ["## tiny checkpoints (measured, CPU): visual tokens and prefill time as ratios to official"]
     clip = frames()
     for family in FAMILIES:
         folder = write_tiny_checkpoint(family, Path(tempfile.mkdtemp()) / family)
-        model = importlib.import_module(f"models.hf.{MODULES[family]}").load(f"tiny-{family}", str(folder))
+        model = importlib.import_module(FAMILY_MODULES[family]).load(f"tiny-{family}", str(folder))
         base_tokens = base_time = None
-        for compressor in COMPRESSORS:
-            for pct in BUDGETS if compressor != "official" else (100,):
+        for compressor in GRID_COMPRESSORS:
+            for pct in budgets if compressor != "official" else (100,):
                 context = model.encode(clip, EncodeParams(num_frames=16, compressor=compressor, budget_pct=pct), "b")
                 times = []
-                for _ in range(3):
+                for _ in range(repeats):
                     model._session = None
                     start = time.perf_counter()
                     collect(model.stream(context, [], "What happens?", GenerationParams(max_new_tokens=1), False))
@@ -92,11 +96,21 @@ def analytic() -> list[str]:
                 f"{name:14s} {pct:4d}%  visual tokens {tokens:6d} ({tokens / official:.2f}x)  prefill "
                 f"{flops(tokens) / 1e12:7.2f} TFLOPs ({flops(tokens) / flops(official):.2f}x)"
             )
-        lines.append(f"{name:14s} follow-up turn (cache reused, ~30 new tokens): "
-                     f"{2 * params * 30 / 1e12:.3f} TFLOPs vs first turn "
-                     f"{flops(official) / 1e12:.2f} TFLOPs")
+        lines.append(
+            f"{name:14s} follow-up turn (cache reused, ~30 new tokens): "
+            f"{2 * params * 30 / 1e12:.3f} TFLOPs vs first turn "
+            f"{flops(official) / 1e12:.2f} TFLOPs"
+        )
     return lines
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one prefill per row, budgets 100 and 25 %% (CI)")
+    args = parser.parse_args()
+    lines = measured(1, (100, 25)) if args.quick else measured()
+    print("\n".join(lines + [""] + analytic()))
+
+
 if __name__ == "__main__":
-    print("\n".join(measured() + [""] + analytic()))
+    main()

@@ -13,6 +13,7 @@ the same remark as a fraction of the interval, i.e. how many frames of backlog o
 
     python bench/bench_online.py               # ~1 min on 2 cores
     python bench/bench_online.py --repeats 1   # quicker
+    python bench/bench_online.py --quick       # one repeat (CI)
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", default=str(ROOT / "assets" / "montage.mp4"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one repeat (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
 
     from models.online.base import FrameDecision, OnlineParams, Remark
     from models.online.frames import StreamReader

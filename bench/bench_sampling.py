@@ -9,6 +9,8 @@ returned picture shows the frame its index claims, and peak RSS.
 
     python bench/bench_sampling.py                 # full run (a few minutes on 2 cores; clips ~1.5 min once)
     python bench/bench_sampling.py --repeats 1 --no-decord-exact   # quicker
+    python bench/bench_sampling.py --quick         # 1 / 0.25 min clips, 4 frames, once (CI: runs the code; the
+                                                   # target is for the full run)
 """
 
 from __future__ import annotations
@@ -172,10 +174,13 @@ def main() -> None:
     parser.add_argument("--worker", dest="task", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     parser.add_argument("--max-side", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="1 and 0.25 minute clips, 4 frames, one repeat")
     args = parser.parse_args()
     if args.task:
         worker(args)
         return
+    if args.quick:
+        args.minutes, args.short_minutes, args.frames, args.repeats = 1.0, 0.25, 4, 1
 
     long_clip = ensure_clip(args.out, args.minutes * 60)
     short_clip = ensure_clip(args.out, args.short_minutes * 60)

@@ -11,7 +11,8 @@ cross-attend from the text tokens to all T x 81 slow tokens. Two views:
 * measured wall time of one prefill on a tiny config (our implementation, CPU, random weights), fast/slow tokens
   made by our own token code from random 9x9 frame maps.
 
-Run: `python bench/bench_slowfast_tokens.py [--repeats 3] [--text-tokens 40]`.
+Run: `python bench/bench_slowfast_tokens.py [--repeats 3] [--text-tokens 40]`; `--quick` (CI): 16 and 64 frames,
+one prefill each.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.slowfast.modeling import SlowTokenMemory  # noqa: E402
 from models.slowfast.testing import random_model, tiny_config  # noqa: E402
-from models.slowfast.tokens import make_fast_tokens, temporal_pool_windows, temporal_sampling_indices  # noqa: E402
+from models.slowfast.tokens import make_fast_tokens, plan_fast_tokens  # noqa: E402
 
 FRAME_COUNTS = (16, 32, 64, 96, 128)
 TOKENS_PER_FRAME = 81  # 9x9 after the 2x2 pool of ConvNeXt's 18x18 grid at 576 px
@@ -51,9 +52,7 @@ class LLMShape:
 
 def fast_token_count(num_frames: int) -> int:
     sampling, temporal = STRIDES[num_frames]
-    sampled = temporal_sampling_indices(num_frames, sampling, MIN_FAST_FRAMES)
-    _, windows = temporal_pool_windows(len(sampled), temporal, MIN_FAST_FRAMES)
-    return len(windows) * TOKENS_PER_FRAME
+    return plan_fast_tokens(num_frames, 9, 9, sampling, temporal, 1, MIN_FAST_FRAMES).num_fast_tokens
 
 
 def prefill_flops(shape: LLMShape, seq_len: int, num_slow: int = 0, num_queries: int = 0) -> float:
@@ -94,7 +93,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--text-tokens", type=int, default=40, help="prompt text tokens (system + question)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="16 and 64 frames, one prefill each (CI)")
     args = parser.parse_args()
+    frame_counts = (16, 64) if args.quick else FRAME_COUNTS
+    if args.quick:
+        args.repeats = 1
     torch.set_num_threads(args.threads)
     text_rows = args.text_tokens
 
@@ -114,7 +117,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     rows = {}
-    for num_frames in FRAME_COUNTS:
+    for num_frames in frame_counts:
         num_slow = num_frames * TOKENS_PER_FRAME
         num_fast = fast_token_count(num_frames)
         slowfast_len, baseline_len = num_fast + text_rows, num_slow + text_rows
@@ -144,11 +147,12 @@ def main() -> None:
             f"{slowfast_s * 1e3:>10.1f} {baseline_s * 1e3:>8.1f} {time_ratio:>5.1f}x"
         )
 
-    tokens, flops, wall, cpu = rows[128]
+    largest = max(rows)
+    tokens, flops, wall, cpu = rows[largest]
     print(
-        f"\nat 128 frames the self-attention-only baseline needs {tokens:.1f}x the LLM input tokens, {flops:.1f}x the "
-        f"prefill FLOPs (7B, analytic) and {wall:.1f}x the prefill wall time ({cpu:.1f}x the CPU time; tiny config, "
-        f"{args.threads} thread(s)) of slow-fast"
+        f"\nat {largest} frames the self-attention-only baseline needs {tokens:.1f}x the LLM input tokens, "
+        f"{flops:.1f}x the prefill FLOPs (7B, analytic) and {wall:.1f}x the prefill wall time ({cpu:.1f}x the CPU "
+        f"time; tiny config, {args.threads} thread(s)) of slow-fast"
     )
     extra = prefill_flops(shape, fast_token_count(128) + text_rows, 128 * 81, text_rows)
     base16 = prefill_flops(shape, 16 * TOKENS_PER_FRAME + text_rows)

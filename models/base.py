@@ -217,9 +217,13 @@ Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content":
 
 @runtime_checkable
 class VideoLLM(Protocol):
-    """A chat model over videos. Text-only turns pass `context=None`."""
+    """A chat model over videos. Text-only turns pass `context=None`.
+
+    decode_max_side: the longest side, in pixels, its frames are decoded at (big enough for its preprocessing).
+    """
 
     name: str
+    decode_max_side: int
 
     def encode(self, frames: Frames, params: EncodeParams, video_sha256: str) -> VisualContext: ...
 

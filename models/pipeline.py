@@ -17,7 +17,6 @@ ENCODE_CACHE = EncodeCache(max_entries=int(os.environ.get("STUDIO_ENCODE_CACHE_E
 MAX_FRAMES = 256  # no model here uses more; a guard against absurd requests from the API
 _hashes: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
-DECODE_MAX_SIDE = 448  # default decode size (longest side); a model may ask for more with `decode_max_side`
 
 
 def video_sha256(path: str) -> str:
@@ -34,7 +33,8 @@ def video_sha256(path: str) -> str:
 
 
 def encode_video(model: VideoLLM, path: str, params: EncodeParams, max_side: int | None = None) -> VisualContext:
-    """Sample frames as `params` asks and encode them, or return the cached context for the same request."""
+    """Sample frames as `params` asks (decoded at `max_side`, by default the model's `decode_max_side`) and encode
+    them, or return the cached context for the same request."""
     if not 1 <= params.num_frames <= MAX_FRAMES:
         raise ValueError(f"number of frames must be between 1 and {MAX_FRAMES}, got {params.num_frames}")
     if params.fps is not None and not 0 < params.fps <= 60:
@@ -45,7 +45,7 @@ def encode_video(model: VideoLLM, path: str, params: EncodeParams, max_side: int
         )
     digest = video_sha256(path)
 
-    max_side = max_side or getattr(model, "decode_max_side", DECODE_MAX_SIDE)
+    max_side = max_side or model.decode_max_side
 
     def compute() -> VisualContext:
         started = time.perf_counter()

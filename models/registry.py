@@ -3,7 +3,8 @@
 Each entry names a loader by import path, so picking one model never imports the others. Loading is lazy and
 cached per process. `availability(name)` says whether an entry can run on this machine and, if not, why; the UI
 shows unavailable entries disabled with that reason instead of hiding them. Each entry lists the compressors it
-supports (`models.compression.COMPRESSORS` keys, the default first).
+supports (`models.compression.COMPRESSORS` keys, the default first): `PLANNER_COMPRESSORS` or `GRID_COMPRESSORS`,
+the tuples the models' own checks read too.
 
 Local checkpoints: `register_local_model(path)` adds a downloaded model folder, its family read from the
 `model_type` in its `config.json` (see `LOCAL_FAMILIES`); `load_local_models_from_env()` registers the folders
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from models.base import EncodeParams, ModelUnavailableError, VideoLLM
+from models.compression import GRID_COMPRESSORS, PLANNER_COMPRESSORS
+from models.hub import hub_offline
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,7 @@ class ModelSpec:
     compressors: tuple[str, ...] = ("official",)  # keys of models.compression.COMPRESSORS; the first is the default
 
 
-TOKEN_COMPRESSORS = ("official", "uniform", "dynamic")
-
-
 DEFAULT_MODEL = "slowfast-lite"
-
-
-HF_COMPRESSORS = ("official", "uniform", "dynamic", "sf-llava")
 SMOLVLM2_CPU = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 
 
@@ -52,6 +49,7 @@ def default_model_name() -> str:
         return SMOLVLM2_CPU
     return DEFAULT_MODEL
 
+
 MODELS: dict[str, ModelSpec] = {
     "slowfast-lite": ModelSpec(
         loader="models.lite.model:load",
@@ -59,7 +57,7 @@ MODELS: dict[str, ModelSpec] = {
         "budgets written as language, answered by SmolLM2-135M-Instruct. Runs offline on a CPU.",
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"cpu", "offline"}),
-        compressors=TOKEN_COMPRESSORS,
+        compressors=PLANNER_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f64-s1t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -67,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=64),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame64-s1t4"},
-        compressors=TOKEN_COMPRESSORS,
+        compressors=PLANNER_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f96-s1t6": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -75,7 +73,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=96),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame96-s1t6"},
-        compressors=TOKEN_COMPRESSORS,
+        compressors=PLANNER_COMPRESSORS,
     ),
     "slowfast-mllm-7b-f128-s2t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -83,7 +81,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=128),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame128-s2t4"},
-        compressors=TOKEN_COMPRESSORS,
+        compressors=PLANNER_COMPRESSORS,
     ),
     # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
     "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
@@ -92,7 +90,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-3B-Instruct"},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
     "Qwen/Qwen2.5-VL-7B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -100,7 +98,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-7B-Instruct"},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
     "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -108,7 +106,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=8),
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
     "llava-hf/llava-onevision-qwen2-7b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -116,7 +114,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=16),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-7b-ov-hf"},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
     SMOLVLM2_CPU: ModelSpec(
         loader="models.hf:load",
@@ -125,7 +123,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=8),
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": SMOLVLM2_CPU},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -133,7 +131,7 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=16),
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "HuggingFaceTB/SmolVLM2-2.2B-Instruct"},
-        compressors=HF_COMPRESSORS,
+        compressors=GRID_COMPRESSORS,
     ),
 }
 
@@ -158,7 +156,7 @@ def _has_gpu() -> bool:
 
 def _hub_reachable() -> bool:
     """Hub access is a setting, not a probe: offline flags win; otherwise a token or SPACE_ID says we are online."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if hub_offline():
         return False
     return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_ASSUME_HUB"))
 
@@ -216,17 +214,15 @@ class LocalFamily:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-# model_type -> family. The HF-models work (models/hf/) adds its families here, e.g.
-#   "qwen2_5_vl": LocalFamily("models.hf.loader:load", "Qwen2.5-VL", (...)),
-#   "llava_onevision": LocalFamily(...), "smolvlm": LocalFamily(...).
+# model_type (from the folder's config.json) -> family: the three HF families (models/hf/) and the Slow-Fast MLLM.
 LOCAL_FAMILIES: dict[str, LocalFamily] = {
-    "qwen2_5_vl": LocalFamily("models.hf:load", "Qwen2.5-VL", HF_COMPRESSORS),
-    "llava_onevision": LocalFamily("models.hf:load", "LLaVA-OneVision", HF_COMPRESSORS),
-    "smolvlm": LocalFamily("models.hf:load", "SmolVLM2", HF_COMPRESSORS),
+    "qwen2_5_vl": LocalFamily("models.hf:load", "Qwen2.5-VL", GRID_COMPRESSORS),
+    "llava_onevision": LocalFamily("models.hf:load", "LLaVA-OneVision", GRID_COMPRESSORS),
+    "smolvlm": LocalFamily("models.hf:load", "SmolVLM2", GRID_COMPRESSORS),
     "llava_qwen_slow_fast": LocalFamily(
         loader="models.slowfast.loader:load",
         label="Slow-Fast Video MLLM",
-        compressors=TOKEN_COMPRESSORS,
+        compressors=PLANNER_COMPRESSORS,
         kwargs={"device": "auto"},
     ),
 }

@@ -17,6 +17,7 @@ Chromium or Playwright fails them, and the summary says how many browser tests r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -401,6 +402,23 @@ def start_app_process(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def serving_app(
+    data_dir: Path, *options: str, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`python app.py` on a free port for the length of a `with` block: yields its URL once it answers, and stops
+    it afterwards."""
+    port = free_port()
+    process = start_app_process(data_dir, port, *options, log_path=log_path, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:

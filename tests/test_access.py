@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, start_app_process, wait_until_serving
+from conftest import free_port, serving_app
 from gradio_client import Client, handle_file
 
 from app.access.identity import AccessConfig, Identity
@@ -277,17 +277,9 @@ def oauth_cookie(username: str) -> str:
 
 @pytest.fixture(scope="module")
 def oauth_space(tmp_path_factory):
-    port = free_port()
     log = tmp_path_factory.mktemp("oauth-log") / "app.log"
-    process = start_app_process(tmp_path_factory.mktemp("oauth-data"), port, "--no-preload", log_path=log,
-                                env=OAUTH_ENV)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process)
+    with serving_app(tmp_path_factory.mktemp("oauth-data"), "--no-preload", log_path=log, env=OAUTH_ENV) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def as_profile(url: str, username: str | None) -> Client:

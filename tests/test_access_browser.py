@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_app_process, wait_until_serving
+from conftest import serving_app
 
 from app.accounts import add_account
 
@@ -22,16 +22,9 @@ def signed_in_studio(tmp_path_factory):
     accounts = folder / "accounts.toml"
     add_account(accounts, "boss", "admin", PASSWORDS["boss"])
     add_account(accounts, "ann1", "annotator", PASSWORDS["ann1"])
-    port = free_port()
-    process = start_app_process(folder / "data", port, "--no-preload", "--accounts", str(accounts),
-                                log_path=folder / "app.log")  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process)
+    options = ("--no-preload", "--accounts", str(accounts))
+    with serving_app(folder / "data", *options, log_path=folder / "app.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def sign_in(chromium, url: str, name: str):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_app_process, wait_until_serving
+from conftest import serving_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,16 +30,9 @@ PWN_FILE_NAME = "<img src=x onerror=window.__pwned=1>.mp4"
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """The studio served by `python app.py` on a free port, with its own data directory."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("logs") / "app.log"
-    process = start_app_process(tmp_path_factory.mktemp("browser-data"), port, log_path=log_path)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process)
+    with serving_app(tmp_path_factory.mktemp("browser-data"), log_path=log_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def shot(page, name: str) -> None:

@@ -9,10 +9,9 @@ import torch
 from PIL import Image
 
 from models.base import EncodeParams, Frames, GenerationParams, VideoInfo, collect
+from models.hf import FAMILY_MODULES
 from models.hf import preprocessing as P
 from models.hf.testing import FAMILIES, write_tiny_checkpoint
-
-MODULES = {"qwen2_5_vl": "qwen2_5_vl", "llava_onevision": "llava_onevision", "smolvlm": "smolvlm2"}
 
 
 def make_frames(num_frames: int = 8, fps: float = 2.0) -> Frames:
@@ -30,9 +29,21 @@ def tiny(tmp_path_factory):
     loaded = {}
     for family in FAMILIES:
         folder = write_tiny_checkpoint(family, tmp_path_factory.mktemp(family))
-        module = importlib.import_module(f"models.hf.{MODULES[family]}")
+        module = importlib.import_module(FAMILY_MODULES[family])
         loaded[family] = module.load(f"tiny-{family}", str(folder))
     return loaded
+
+
+@torch.no_grad()
+def prompt_logits(adapter, question: str, context) -> torch.Tensor:
+    """(L, V) logits of our whole prompt (our ids, positions and spliced embeddings) in one pass, no cache."""
+    payload = context.payload
+    ids = adapter.prompt_ids([], question, payload)
+    position_ids, _ = adapter.positions(ids, payload)
+    out = adapter._language_model()(
+        inputs_embeds=adapter.embed(ids, payload), position_ids=position_ids.to(adapter.device), use_cache=False
+    )
+    return adapter.model.lm_head(out.last_hidden_state)[0].float()
 
 
 def stock_inputs(adapter, context, ids):
@@ -62,7 +73,7 @@ def test_official_path_matches_stock_forward_and_greedy_ids(tiny, family):
     ids = adapter.prompt_ids([], question, context.payload)
     with torch.no_grad():
         stock = adapter.model(**stock_inputs(adapter, context, ids)).logits[0].float()
-    ours = adapter.prompt_logits([], question, context)
+    ours = prompt_logits(adapter, question, context)
     assert (ours - stock).abs().max().item() <= 1e-5
 
     answer = collect(adapter.stream(context, [], question, GenerationParams(max_new_tokens=8), want_attention=False))
@@ -84,7 +95,7 @@ def test_qwen_parity_needs_3d_positions_and_real_fps(tiny):
     true_interval = payload.second_per_grid
     try:
         payload.second_per_grid = 2 / 24  # what transformers assumes for frames without metadata
-        wrong_fps = adapter.prompt_logits([], question, context)
+        wrong_fps = prompt_logits(adapter, question, context)
     finally:
         payload.second_per_grid = true_interval
     assert (wrong_fps - stock).abs().max().item() > 1e-4
@@ -110,7 +121,8 @@ def test_preprocessing_matches_pil_image_processors_frame_by_frame():
     reference = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=84 * 112)
     for frame in frames:
         expected = reference(images=Image.fromarray(frame), return_tensors="pt")["pixel_values"]
-        ours, grid = P.qwen_preprocess(np.stack([frame, frame]), qwen)  # an image is a 2-frame still video
+        resized = P.qwen_resized_frames(np.stack([frame, frame]), qwen)  # an image is a 2-frame still video
+        ours, grid = P.qwen_patchify(P.normalize(resized, qwen["image_mean"], qwen["image_std"]), qwen)
         assert ours.shape == expected.shape and grid.tolist() == [[1, 4, 6]]
         assert (ours - expected).abs().max().item() <= one_grey_level / min(P.CLIP_STD)
 

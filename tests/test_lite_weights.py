@@ -49,6 +49,7 @@ def without_packages(monkeypatch):
 def test_without_the_packages_the_hub_copies_are_used_when_the_hub_is_allowed(monkeypatch):
     without_packages(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")  # either switch alone means offline (models.hub.hub_offline)
     assert llm.resolve_weights() == (llm.HUB_REPO, f"hub ({llm.HUB_REPO})")
     assert relevance._weights() == relevance.HUB_REPO
 

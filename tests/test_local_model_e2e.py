@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_app_process, wait_until_serving
+from conftest import serving_app
 from gradio_client import Client, handle_file
 
 from models.hf.testing import FAMILIES, write_tiny_checkpoint
@@ -35,16 +35,9 @@ def app_url(tmp_path_factory):
     models = ["--model", f"{NAME}={write_checkpoint(random_model(tiny_config(), seed=0), folders / 'tiny')}"]
     for family in FAMILIES:
         models += ["--model", f"tiny-{family}={write_tiny_checkpoint(family, folders / family)}"]
-    port = free_port()
     log_path = tmp_path_factory.mktemp("logs") / "app.log"
-    process = start_app_process(tmp_path_factory.mktemp("data"), port, *models, "--no-preload", log_path=log_path)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process)
+    with serving_app(tmp_path_factory.mktemp("data"), *models, "--no-preload", log_path=log_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def named(values, names):

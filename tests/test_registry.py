@@ -32,3 +32,34 @@ def test_the_default_runs_here_and_the_7b_models_say_why_they_cannot(monkeypatch
 def test_the_default_loads_once_and_speaks_the_video_llm_protocol():
     first = load_model(DEFAULT_MODEL)
     assert isinstance(first, VideoLLM) and load_model(DEFAULT_MODEL) is first
+
+
+@pytest.mark.parametrize(
+    ("hub_value", "transformers_value", "offline"),
+    [
+        ("", "", False),
+        ("0", "off", False),
+        ("False", "NO", False),
+        ("1", "", True),
+        ("", "yes", True),
+        ("ON", "0", True),
+    ],
+)
+def test_one_reading_of_the_offline_switches(monkeypatch, hub_value, transformers_value, offline):
+    from models.hub import hub_offline
+    from models.registry import _hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", hub_value)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", transformers_value)
+    monkeypatch.setenv("STUDIO_ASSUME_HUB", "1")
+    assert hub_offline() is offline
+    assert _hub_reachable() is not offline
+
+
+def test_a_path_that_is_neither_a_folder_nor_a_hub_id_says_so(tmp_path):
+    from models.hub import resolve_folder
+
+    assert resolve_folder(tmp_path) == tmp_path
+    for bad in (tmp_path / "missing-folder", "not a repo id"):
+        with pytest.raises(ModelUnavailableError, match="neither a model folder nor a hub repo id"):
+            resolve_folder(bad)

@@ -85,7 +85,7 @@ def test_token_counts_types_and_visual_tokens_match(case):
     assert result["prompt"].token_types.tolist() == expected["token_types"].tolist()
     assert (video.fast_tokens - expected["fast_tokens"]).abs().max().item() <= TOKENS_ATOL
     assert (video.slow_tokens - expected["slow_tokens"]).abs().max().item() <= TOKENS_ATOL
-    assert video.plan.sampled_indices == result["meta"]["sampled_frame_indices"]
+    assert video.fast_plan.sampled_indices == result["meta"]["sampled_frame_indices"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -100,7 +100,9 @@ def test_letting_generated_tokens_cross_attend_changes_the_answer():
     """The decode-step rule matters: without it greedy output leaves the official one (README: every case)."""
     case = CASES[0]
     result = run_case(case)
-    steps = generate(result["model"], result["prompt"], result["video"], max_new_tokens=12, official_decode=False)
+    steps = generate(
+        result["model"], result["prompt"], result["video"], max_new_tokens=12, prefill_only_cross_attention=False
+    )
     ids = [step.token_id for step in steps]
     assert ids[0] == result["expected"]["greedy_ids"][0]  # the first token comes from the prefill either way
     assert ids != result["expected"]["greedy_ids"].tolist()

@@ -37,6 +37,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from app.data.exports import records_from_table, records_table
 from app.data.store import VIDEOS_DIRNAME, AnnotationStore, register_video_source
 from models.base import file_sha256
+from models.hub import hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def hub_unavailable_reason(token: str | None, *, timeout_s: float = REACHABILITY
     """Why the Hub cannot be used right now (no token, offline mode, no connection), or None when it can."""
     if not token:
         return f"no Hugging Face token: set {TOKEN_ENV} to a token with write access to push to the Hub"
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+    if hub_offline():
         return "offline: cannot reach the Hub (HF_HUB_OFFLINE is set)"
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
     host = endpoint.hostname or "huggingface.co"
@@ -254,7 +255,7 @@ class HubSync:
         elif self.restore():
             self._start_scheduler()
             return self.state
-        if self.retry_minutes and not _env_true("HF_HUB_OFFLINE"):  # offline by choice: retrying cannot help
+        if self.retry_minutes and not hub_offline():  # offline by choice: retrying cannot help
             self._retry_thread = threading.Thread(target=self._retry_loop, name="hub-restore-retry", daemon=True)
             self._retry_thread.start()
         return self.state
@@ -327,7 +328,7 @@ class HubSync:
 
     def _pause(self, reason: str) -> None:
         log.warning("Hub restore from %s failed: %s", self.repo_id, reason)
-        retrying = bool(self.retry_minutes) and not _env_true("HF_HUB_OFFLINE")
+        retrying = bool(self.retry_minutes) and not hub_offline()
         self._set(
             phase="paused",
             last_error=reason,
@@ -580,10 +581,6 @@ def _read_legacy_jsonl(path: Path) -> list[dict]:
 
 def _short(text: str, max_chars: int = 200) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _can_connect(host: str, port: int, timeout_s: float) -> bool:

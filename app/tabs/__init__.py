@@ -1,1 +1,2 @@
-"""One package per tab of the studio (chat, compare, export, live), each holding its layout and its handlers."""
+"""One package per tab of the studio (chat, compare, export, campaign, live), each holding its layout and its
+handlers."""

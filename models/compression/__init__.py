@@ -1,21 +1,34 @@
 """Visual-token compression shared by every model: the planner (clips and exact per-clip budgets), the realizers
-(grids -> the planned tokens) and the compressor registry (`official`, `uniform`, `dynamic`). No gradio here."""
+(grids -> the planned tokens), SlowFast-LLaVA's pathways and the compressor registry (`official`, `uniform`,
+`dynamic`, `sf-llava`). No gradio here."""
 
 from models.compression.plan import (
     CompressionPlan,
     PlannedClip,
     PlannerSettings,
     allocate,
+    describe_official,
     global_budget_for,
     plan_clips,
     plan_uniform,
     split_by_weights,
 )
 from models.compression.realize import CompressedTokens, realize
-from models.compression.registry import COMPRESSORS, CompressorSpec, check_compressor, compress
+from models.compression.registry import (
+    COMPRESSORS,
+    GRID_COMPRESSORS,
+    PLANNER_COMPRESSORS,
+    TRAINING_FREE_NOTE,
+    CompressorSpec,
+    check_compressor,
+    compress,
+)
 
 __all__ = [
     "COMPRESSORS",
+    "GRID_COMPRESSORS",
+    "PLANNER_COMPRESSORS",
+    "TRAINING_FREE_NOTE",
     "CompressedTokens",
     "CompressionPlan",
     "CompressorSpec",
@@ -24,6 +37,7 @@ __all__ = [
     "allocate",
     "check_compressor",
     "compress",
+    "describe_official",
     "global_budget_for",
     "plan_clips",
     "plan_uniform",

@@ -1,17 +1,17 @@
 """The shared planner: per-frame features + a global token budget -> clips and per-clip budgets that sum exactly.
 
-Every model plans its clips here, so the studio has one notion of a clip and a budget. The rule is FastVID's DySeg
-segmentation with HoliTom-style content counting and one exact allocation (research notes, video_token_compression
-§6): consecutive frames are compared per position (`s_t(q)`, cosine), a clip starts where the mean similarity `m_t`
-is below `cut_similarity` or among the `min_clips - 1` lowest (only where it is below `rank_guard`, so a static
-video is not cut at noise); clips shorter than `min_clip_frames` join their more similar neighbour, long ones are
-split into equal parts of at most `max_clip_frames`, and the clip count is capped so every clip can get its floor. A
+Every model plans its clips here, so the studio has one notion of a clip and a budget. The rule is the DySeg
+segmentation of the FastVID paper with HoliTom-style content counting, plus one exact allocation of our own:
+consecutive frames are compared per position (`s_t(q)`, cosine), a clip starts where the mean similarity `m_t` is
+below `cut_similarity` or among the `min_clips - 1` lowest (only where it is below `rank_guard`, so a static video
+is not cut at noise); clips shorter than `min_clip_frames` join their more similar neighbour, long ones are split
+into equal parts of at most `max_clip_frames`, and the clip count is capped so every clip can get its floor. A
 frame's novelty is how many of its positions changed since the previous frame (`clip((1 - s) / (1 -
 token_similarity), 0, 1)` summed; the first frame is all new); a clip's content is the sum over its frames. Budgets:
 a floor per clip, the rest by `alpha * length share + (1 - alpha) * content share`, by largest remainder with ties
 to earlier clips, clamped to caps (the tokens a clip holds) with the excess handed on until nothing moves. Rounding
 happens in this one place. The `uniform` plan is the content-blind baseline: equal-length clips at a fixed rate per
-frame.
+frame. `describe_official` turns a plan into a description of tokens a fixed rule chose (its clips, their counts).
 """
 
 from __future__ import annotations
@@ -83,12 +83,6 @@ class CompressionPlan:
     @property
     def budgets(self) -> list[int]:
         return [clip.budget for clip in self.clips]
-
-    def clip_of_frame(self) -> list[int]:
-        owner = [0] * self.num_frames
-        for index, clip in enumerate(self.clips):
-            owner[clip.start : clip.end] = [index] * clip.num_frames
-        return owner
 
     def time_ranges(self, duration_s: float | None = None) -> list[tuple[float, float]]:
         """Clip spans in seconds: boundaries half-way between the last frame of one clip and the first of the next."""
@@ -357,3 +351,19 @@ def global_budget_for(official_tokens: int, budget_pct: float) -> int:
     if not budget_pct > 0:
         raise ValueError(f"the budget must be a positive percentage, got {budget_pct}")
     return max(1, int(round(official_tokens * budget_pct / 100.0)))
+
+
+def describe_official(plan: CompressionPlan, per_frame_counts: Sequence[int]) -> CompressionPlan:
+    """Recast a content plan as a description of tokens a fixed rule already chose (the `official` rule, or
+    SlowFast-LLaVA's pathways): each clip's budget (and used tokens) is the tokens that come from its frames; the
+    baseline is the equal split of their total."""
+    total = int(sum(per_frame_counts))
+    for clip in plan.clips:
+        clip.budget = clip.used_tokens = int(sum(per_frame_counts[clip.start : clip.end]))
+        clip.cap = None
+    baseline = allocate(total, np.ones(len(plan.clips)), [0] * len(plan.clips))
+    for clip, share in zip(plan.clips, baseline):
+        clip.baseline_budget = share
+    plan.global_budget = plan.effective_budget = total
+    plan.compressor, plan.budget_pct, plan.official_tokens = "official", 100.0, total
+    return plan

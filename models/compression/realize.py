@@ -1,8 +1,8 @@
 """Realizers: per-frame token grids (T, h, w, C) + a `CompressionPlan` -> exactly the planned tokens, in time order.
 
-The reduction is density-based merging (FastVID's DTM / HoliTom's DPC-kNN centres, research notes §6), chosen
-because it gives an exact count (unlike pooling, which needs awkward grids plus trimming) and keeps the content of
-every token (unlike top-k selection, which drops it). Two steps:
+The reduction is density-based merging (the density-based token merging of FastVID and the DPC-kNN centres of
+HoliTom), chosen because it gives an exact count (unlike pooling, which needs awkward grids plus trimming) and
+keeps the content of every token (unlike top-k selection, which drops it). Two steps:
 
 1. Temporal: each clip's budget is split over its frames by the plan's per-frame novelty (changed positions since
    the previous frame), with caps of N tokens per frame and one token per frame when the clip's budget allows. A
@@ -35,7 +35,8 @@ class CompressedTokens:
     """What a compressor feeds the LLM.
 
     tokens (M, C) in temporal order; frame_of_token (M,) the sampled frame each comes from; positions (M, 3) its
-    (t, y, x); per_frame_counts (T,) and per_clip_counts (K,) as lists of ints (for the charts).
+    (t, y, x); per_frame_counts (T,) and per_clip_counts (K,) as lists of ints (for the charts); slow (M,) bool,
+    True for the tokens of SlowFast-LLaVA's slow pathway (None for compressors without one).
     """
 
     tokens: torch.Tensor
@@ -43,6 +44,7 @@ class CompressedTokens:
     positions: torch.Tensor
     per_frame_counts: list[int]
     per_clip_counts: list[int]
+    slow: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -1,9 +1,11 @@
 """The compressor registry: a literal dict of the ways a model may turn its visual tokens into the LLM's input.
 
 `official` is the checkpoint's own rule (a callable the model passes in; it ignores the budget), `uniform` the
-content-blind fixed-rate baseline and `dynamic` the LangDC-style per-clip budgets. `compress` runs one of them on
-token grids and returns the tokens with the plan the compression view draws. The HF-models work adds `sf-llava`.
-Language-space models (the embedded default) use the planners directly and write text instead of merging tokens.
+content-blind fixed-rate baseline, `dynamic` the LangDC-style per-clip budgets and `sf-llava` SlowFast-LLaVA's
+slow and fast pathways. `compress` runs one of them on token grids and returns the tokens with the plan the
+compression view draws. Language-space models (the embedded default) use the planners directly and write text
+instead of merging tokens. Which compressors a model supports is one of the two tuples here, which both the
+model registry's specs and the models' own checks read.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 from models.compression.plan import (
     CompressionPlan,
     PlannerSettings,
-    allocate,
+    describe_official,
     global_budget_for,
     plan_clips,
     plan_uniform,
 )
 from models.compression.realize import CompressedTokens, realize
+from models.compression.sf_llava import compress_sf_llava
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,17 @@ COMPRESSORS: dict[str, CompressorSpec] = {
     ),
 }
 
+# What a model supports, the default first: the planner's compressors (the model's own rule and the two plans)
+# for every model; SlowFast-LLaVA's pathways too where the LLM reads a sequence of per-frame token grids.
+PLANNER_COMPRESSORS = ("official", "uniform", "dynamic")
+GRID_COMPRESSORS = (*PLANNER_COMPRESSORS, "sf-llava")
+
+# The line under the chart for any compressor but `official`; `what` says what the model read instead.
+TRAINING_FREE_NOTE = (
+    "training-free: the checkpoint was trained with its official tokens, not with {what}; answers may degrade in "
+    "ways the official rule would not show"
+)
+
 OfficialRule = Callable[[torch.Tensor], CompressedTokens]
 
 
@@ -59,21 +72,6 @@ def check_compressor(name: str, supported: Sequence[str] | None = None) -> None:
         raise ValueError(f"unknown compressor {name!r}; known compressors: {', '.join(COMPRESSORS)}")
     if supported is not None and name not in supported:
         raise ValueError(f"this model supports the compressors {', '.join(supported)}, not {name!r}")
-
-
-def describe_official(plan: CompressionPlan, per_frame_counts: Sequence[int]) -> CompressionPlan:
-    """Recast a content plan as a description of the official rule: each clip's budget (and used tokens) is the
-    official tokens that come from its frames; the baseline is the equal split of the official count."""
-    total = int(sum(per_frame_counts))
-    for clip in plan.clips:
-        clip.budget = clip.used_tokens = int(sum(per_frame_counts[clip.start : clip.end]))
-        clip.cap = None
-    baseline = allocate(total, np.ones(len(plan.clips)), [0] * len(plan.clips))
-    for clip, share in zip(plan.clips, baseline):
-        clip.baseline_budget = share
-    plan.global_budget = plan.effective_budget = total
-    plan.compressor, plan.budget_pct, plan.official_tokens = "official", 100.0, total
-    return plan
 
 
 def compress(
@@ -102,9 +100,7 @@ def compress(
         return tokens, plan
     budget = global_budget_for(official_count, budget_pct)
     if name == "sf-llava":
-        from models.compression.slowfast import compress_slowfast
-
-        tokens, plan = compress_slowfast(grids, timestamps_s, budget, settings)
+        tokens, plan = compress_sf_llava(grids, timestamps_s, budget, settings)
         plan.budget_pct, plan.official_tokens = float(budget_pct), int(official_count)
         return tokens, plan
     planner = plan_clips if name == "dynamic" else plan_uniform

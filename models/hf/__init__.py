@@ -19,7 +19,8 @@ FAMILY_MODULES = {
 
 def load(name: str, repo_id: str, *, device: str | None = None, dtype: str | None = None):
     """Load a checkpoint of a supported family by hub id or local folder."""
-    from models.hf.common import model_type_of, resolve_folder
+    from models.hf.common import model_type_of
+    from models.hub import resolve_folder
 
     folder = resolve_folder(repo_id)
     model_type = model_type_of(folder)

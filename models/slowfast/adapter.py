@@ -35,10 +35,10 @@ from models.base import (
     VideoError,
     VisualContext,
 )
-from models.compression import check_compressor
+from models.compression import PLANNER_COMPRESSORS, TRAINING_FREE_NOTE, check_compressor
 from models.slowfast.generation import generate
 from models.slowfast.modeling import PromptInputs, SlowFastForCausalLM, VideoTokens
-from models.slowfast.preprocessing import normalize, resize_short_side_and_crop, thumbnails
+from models.slowfast.preprocessing import normalize, resize_short_side_and_crop
 from models.slowfast.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     TokenizedPrompt,
@@ -47,13 +47,9 @@ from models.slowfast.prompting import (
     sanitize_user_text,
     tokenize_with_placeholder,
 )
+from models.thumbnails import thumbnails
 
 logger = logging.getLogger(__name__)
-COMPRESSORS = ("official", "uniform", "dynamic")
-TRAINING_FREE_NOTE = (
-    "training-free: the checkpoint was trained with its official fast tokens, not with {what}; "
-    "answers may degrade in ways the official rule would not show"
-)
 _LIVE: dict[str, SlowFastVideoLLM] = {}  # name -> adapter, for the GPU functions below
 
 
@@ -148,7 +144,7 @@ def _generate_on_device(
         top_p=params.top_p,
         seed=params.seed,
         stop_token_ids=adapter.stop_token_ids,
-        official_decode=adapter.official_decode,
+        prefill_only_cross_attention=adapter.prefill_only_cross_attention,
         record_rows=record_rows,
     )
     for step in steps:
@@ -189,7 +185,7 @@ class SlowFastVideoLLM:
         tokenizer,
         *,
         stop_token_ids: tuple[int, ...] = (),
-        official_decode: bool = True,
+        prefill_only_cross_attention: bool = True,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         frames_per_chunk: int = 8,
     ):
@@ -200,7 +196,7 @@ class SlowFastVideoLLM:
         self.stop_token_ids = tuple(stop_token_ids) or tuple(
             token_id for token_id in (tokenizer.eos_token_id,) if token_id is not None
         )
-        self.official_decode = official_decode
+        self.prefill_only_cross_attention = prefill_only_cross_attention
         self.system_prompt = system_prompt
         self.frames_per_chunk = frames_per_chunk
         _LIVE[name] = self
@@ -219,7 +215,7 @@ class SlowFastVideoLLM:
                 "answers may be worse (the official demos always sample exactly that many)",
                 stacklevel=2,
             )
-        check_compressor(params.compressor, COMPRESSORS)
+        check_compressor(params.compressor, PLANNER_COMPRESSORS)
         start = time.perf_counter()
         crops = resize_short_side_and_crop(frames.pixels, self.model.config.image_size)  # (T, 3, S, S) uint8
         timestamps = [float(t) for t in frames.timestamps_s]
@@ -238,7 +234,7 @@ class SlowFastVideoLLM:
             timings_s={"encode": time.perf_counter() - start},
             compressor=plan.compressor,
             budget_pct=plan.budget_pct,
-            official_tokens=video.plan.num_fast_tokens,
+            official_tokens=video.fast_plan.num_fast_tokens,
             note=_note(plan, num_frames * slow_per_frame),
         )
         return VisualContext(
@@ -247,7 +243,7 @@ class SlowFastVideoLLM:
             params=params,
             frame_indices=[int(i) for i in frames.indices],
             timestamps_s=[float(t) for t in frames.timestamps_s],
-            thumbnails=thumbnails(crops),
+            thumbnails=thumbnails(crops, "area"),
             stats=stats,
             payload=video,
             info=frames.info,

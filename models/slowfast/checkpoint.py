@@ -1,10 +1,11 @@
-"""Reading official checkpoint folders: where the weights are, the tower's shape, and strict key checking.
+"""Reading released Slow-Fast checkpoint folders: where the weights are, the tower's shape, and strict key checking.
 
-A checkpoint is a folder (or a hub id, downloaded to the local cache) with `config.json` and either one
-`model.safetensors` or shards listed by `model.safetensors.index.json`; the key names are the same in both. The
-vision tower's classifier head (`model.vision_tower.vision_tower.head.*`) is never used and may or may not be
-stored, so it is skipped; any other key that is missing or unexpected is an error that names it, because a
-silently random-initialised tensor would give fluent nonsense instead of a failure.
+A checkpoint is a folder (or a hub id, fetched into the local cache by `models.hub.resolve_folder` with
+`HUB_PATTERNS`) with `config.json` and either one `model.safetensors` or shards listed by
+`model.safetensors.index.json`; the key names are the same in both. The vision tower's classifier head
+(`model.vision_tower.vision_tower.head.*`) is never used and may or may not be stored, so it is skipped; any other
+key that is missing or unexpected is an error that names it, because a silently random-initialised tensor would
+give fluent nonsense instead of a failure.
 """
 
 from __future__ import annotations
@@ -20,24 +21,11 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 TOWER_PREFIX = "model.vision_tower.vision_tower."
 TOLERATED_PREFIXES = (TOWER_PREFIX + "head.",)
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]  # what a hub download fetches
 
 
 class CheckpointError(ValueError):
     """The checkpoint does not fit the model; the message names the offending keys or files."""
-
-
-def resolve_folder(path_or_repo_id: str | Path) -> Path:
-    """A local folder as is; otherwise a hub repo id, fetched (weights, configs, tokenizer) into the HF cache."""
-    path = Path(path_or_repo_id)
-    if path.is_dir():
-        return path
-    if path.exists() or not HUB_ID.fullmatch(str(path_or_repo_id)):
-        raise CheckpointError(f"{path_or_repo_id!s} is neither a checkpoint folder nor a hub repo id (owner/name)")
-    from huggingface_hub import snapshot_download  # only when a download is really needed
-
-    return Path(snapshot_download(str(path_or_repo_id), allow_patterns=HUB_PATTERNS))
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -1,12 +1,12 @@
-"""Token-by-token generation with a KV cache, and the official decode-step rule (spec §1.9).
+"""Token-by-token generation with a KV cache, and the released model's decode-step rule for cross-attention.
 
-The official model cross-attends only at prefill: after the prompt has been run, its hybrid layers see every new
+The SHI-Labs release cross-attends only at prefill: after the prompt has been run, its hybrid layers see every new
 token as "text only, no video" and multiply the cross-attention by zero. So the first new token comes from the
 prefill logits (which include cross-attention) and every later token sees the video only through the cached
-prompt states (the fast tokens and the cross-attended text rows). `official_decode=True` (the default) copies
-this; it is what reproduces the released models' outputs. `official_decode=False` lets every generated token
-cross-attend to the slow tokens too, which is how response tokens were treated in training (token type 2); it
-changes greedy outputs, so it is an experiment, not a fix.
+prompt states (the fast tokens and the cross-attended text rows). `prefill_only_cross_attention=True` (the
+default) copies this; it is what reproduces the released models' outputs. `prefill_only_cross_attention=False`
+lets every generated token cross-attend to the slow tokens too, which is how response tokens were treated in
+training (token type 2); it changes greedy outputs, so it is an experiment, not a fix.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
     stop_token_ids: tuple[int, ...] = (),
-    official_decode: bool = True,
+    prefill_only_cross_attention: bool = True,
     record_rows: list[int] | None = None,
 ) -> Iterator[GenerationStep]:
     """Yield one `GenerationStep` per new token; stops after a stop token (which is yielded) or max_new_tokens.
@@ -69,8 +69,8 @@ def generate(
         if token_id in stop_token_ids or step + 1 == max_new_tokens:
             return
         if memory is not None:
-            # the new token is row 0 of the next input; the official rule gives it no cross-attention
-            memory.query_rows = memory.query_rows.new_tensor([] if official_decode else [0])
+            # the new token is row 0 of the next input; the released rule gives it no cross-attention
+            memory.query_rows = memory.query_rows.new_tensor([] if prefill_only_cross_attention else [0])
             memory.record_rows = None
         token = torch.tensor([[token_id]], device=model.device)
         logits = model(model.model.embed_tokens(token), past_key_values=cache, memory=memory)[0, -1].float()

@@ -34,7 +34,7 @@ def load(
     *,
     device: str | None = None,
     dtype: str = "float16",
-    official_decode: bool = True,
+    prefill_only_cross_attention: bool = True,
 ) -> SlowFastVideoLLM:
     """Load a Slow-Fast checkpoint (hub id or folder) for the studio.
 
@@ -44,7 +44,8 @@ def load(
     """
     import torch
 
-    from models.slowfast.checkpoint import CheckpointError, resolve_folder
+    from models.hub import resolve_folder
+    from models.slowfast.checkpoint import HUB_PATTERNS
     from models.slowfast.modeling import SlowFastForCausalLM
 
     if device == "auto":
@@ -58,15 +59,7 @@ def load(
         device = "cuda"
     torch_dtype = torch.float32 if device == "cpu" else getattr(torch, dtype)
 
-    try:
-        folder = resolve_folder(repo_id)
-    except CheckpointError:
-        raise
-    except Exception as error:  # offline, gated, or a typo in the repo id: all mean "cannot run here"
-        raise ModelUnavailableError(
-            f"{name} could not fetch {repo_id} from the Hugging Face hub ({type(error).__name__}: {error})"
-        ) from error
-
+    folder = resolve_folder(repo_id, allow_patterns=HUB_PATTERNS)  # raises ModelUnavailableError, saying why
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -76,5 +69,9 @@ def load(
     )
     model.to(device)
     return SlowFastVideoLLM(
-        name, model, tokenizer, stop_token_ids=_stop_token_ids(tokenizer, folder), official_decode=official_decode
+        name,
+        model,
+        tokenizer,
+        stop_token_ids=_stop_token_ids(tokenizer, folder),
+        prefill_only_cross_attention=prefill_only_cross_attention,
     )

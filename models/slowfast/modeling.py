@@ -3,7 +3,7 @@
 The module tree mirrors the official one, so `state_dict()` has the official key names
 (`model.layers.N.self_attn.cross_attn_kv_proj.weight`, `model.vision_tower.vision_tower.stem.0.weight`, ...).
 Plain decoder layers are transformers' `Qwen2DecoderLayer`. A hybrid layer is a Qwen2 layer whose attention also
-lets the *text* rows cross-attend to the slow tokens (spec §1.8):
+lets the *text* rows cross-attend to the slow tokens, as in the SHI-Labs release:
 
     x = input_layernorm(h)                      S_n = input_layernorm(slow tokens)   (same weights)
     q, k, v = proj(x); RoPE(q, k); A = causal self-attention (heads concatenated, before o_proj)
@@ -13,7 +13,7 @@ lets the *text* rows cross-attend to the slow tokens (spec §1.8):
     h = h + o_proj(A); then the usual MLP block
 
 Which rows query is decided per call by `SlowTokenMemory.query_rows`: the prompt's text rows at prefill; during
-decoding the official model gives generated tokens no cross-attention (spec §1.9, see `generation.py`). Without
+decoding the released model gives generated tokens no cross-attention (see `generation.py`). Without
 slow tokens (a text-only conversation) a hybrid layer is exactly a Qwen2 layer. Cross-attention assumes batch 1
 (one video per sample is the only consistent case in the official code too).
 """
@@ -42,6 +42,7 @@ from transformers.models.qwen2.modeling_qwen2 import (
 from transformers.utils import is_flash_attn_2_available
 
 from models.compression import CompressedTokens, CompressionPlan, compress
+from models.hub import resolve_folder
 from models.slowfast import checkpoint
 from models.slowfast.config import SlowFastConfig
 from models.slowfast.convnext import ConvNextVisionTower
@@ -51,7 +52,7 @@ from models.slowfast.tokens import (
     fast_tokens_per_frame,
     make_fast_tokens,
     maps_to_tokens,
-    official_fast_plan,
+    plan_fast_tokens,
     pool_frame_maps,
 )
 
@@ -61,14 +62,14 @@ TEXT_TOKEN, FAST_TOKEN = 1, 3  # the official token types (2 = supervised text a
 @dataclass
 class VideoTokens:
     """One encoded video. fast_tokens (Nf, d) go into the LLM sequence; slow_tokens (Nv, d) are the hybrid layers'
-    cross-attention memory; slow_grid is the (h, w) of one frame's slow tokens (9x9 at 576 px). plan: the official
-    fast-token rule for these frames (its count is the 100% budget); compression: the compressor's plan (clips and
-    budgets); fast_per_frame: how many fast tokens come from each frame."""
+    cross-attention memory; slow_grid is the (h, w) of one frame's slow tokens (9x9 at 576 px). fast_plan: how the
+    checkpoint's own rule makes fast tokens from these frames (its count is the 100% budget); compression: the
+    compressor's plan (clips and budgets); fast_per_frame: how many fast tokens come from each frame."""
 
     fast_tokens: torch.Tensor
     slow_tokens: torch.Tensor
     slow_grid: tuple[int, int]
-    plan: FastTokenPlan
+    fast_plan: FastTokenPlan
     num_frames: int
     compression: CompressionPlan | None = None
     fast_per_frame: list[int] = field(default_factory=list)
@@ -327,24 +328,22 @@ class SlowFastForCausalLM(nn.Module):
             spatial_stride=config.fast_token_spatial_stride,
             min_fast_frames=config.num_min_fast_frames,
         )
-        plan = official_fast_plan(num_frames, frame_maps.shape[2], frame_maps.shape[3], **strides)
+        fast_plan = plan_fast_tokens(num_frames, frame_maps.shape[2], frame_maps.shape[3], **strides)
 
-        def official_rule(grids: torch.Tensor) -> CompressedTokens:
+        def checkpoint_fast_tokens(grids: torch.Tensor) -> CompressedTokens:
             # the released rule on the frame maps themselves (not a re-permuted copy): bit-identical fast tokens
-            tokens, official = make_fast_tokens(frame_maps, **strides)
-            return _official_compressed(
-                tokens, official, num_frames, frame_maps.shape[3] // config.fast_token_spatial_stride
-            )
+            fast, made = make_fast_tokens(frame_maps, **strides)
+            return _as_compressed(fast, made, num_frames, frame_maps.shape[3] // config.fast_token_spatial_stride)
 
         grids = frame_maps.permute(0, 2, 3, 1)  # (T, h, w, d)
         compressed, compression = compress(
-            compressor, grids, timestamps_s, budget_pct, plan.num_fast_tokens, official=official_rule
+            compressor, grids, timestamps_s, budget_pct, fast_plan.num_fast_tokens, official=checkpoint_fast_tokens
         )
         return VideoTokens(
             fast_tokens=compressed.tokens,
             slow_tokens=maps_to_tokens(frame_maps),
             slow_grid=(frame_maps.shape[2], frame_maps.shape[3]),
-            plan=plan,
+            fast_plan=fast_plan,
             num_frames=num_frames,
             compression=compression,
             fast_per_frame=list(compressed.per_frame_counts),
@@ -417,7 +416,7 @@ class SlowFastForCausalLM(nn.Module):
         `checkpoint.CheckpointError` naming the keys. vocab_size: keep only the first rows of the embeddings and
         lm_head, as the official loader does with `resize_token_embeddings(len(tokenizer))`.
         """
-        folder = checkpoint.resolve_folder(path_or_repo_id)
+        folder = resolve_folder(path_or_repo_id, allow_patterns=checkpoint.HUB_PATTERNS)
         files = checkpoint.weight_files(folder)
         config = SlowFastConfig.from_dict(json.loads((folder / "config.json").read_text()))
         tower = checkpoint.vision_tower_shape(checkpoint.tensor_shapes(files))
@@ -443,8 +442,8 @@ class SlowFastForCausalLM(nn.Module):
         return model.eval().requires_grad_(False)
 
 
-def _official_compressed(tokens: torch.Tensor, plan: FastTokenPlan, num_frames: int, width: int) -> CompressedTokens:
-    """The official fast tokens as a compressor's output: a fast token belongs to the first frame of its window,
+def _as_compressed(tokens: torch.Tensor, plan: FastTokenPlan, num_frames: int, width: int) -> CompressedTokens:
+    """The checkpoint's fast tokens as a compressor's output: a fast token belongs to the first frame of its window,
     and per-frame counts are the windows' shares (`fast_tokens_per_frame`), as the charts have always shown."""
     per_fast_frame = plan.tokens_per_fast_frame
     index = torch.arange(per_fast_frame, device=tokens.device)

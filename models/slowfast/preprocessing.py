@@ -45,14 +45,3 @@ def normalize(frames_uint8: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (frames_uint8.float() / 255.0 - mean) / std
-
-
-def preprocess_frames(pixels: np.ndarray | torch.Tensor, size: int = 576) -> torch.Tensor:
-    """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, ready for the ConvNeXt stem."""
-    return normalize(resize_short_side_and_crop(pixels, size))
-
-
-def thumbnails(frames_uint8: torch.Tensor, size: int = 96) -> np.ndarray:
-    """(T, 3, S, S) uint8 crops -> (T, size, size, 3) uint8: what the model saw, small enough for the UI."""
-    small = F.interpolate(frames_uint8.float(), size=(size, size), mode="area")
-    return small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

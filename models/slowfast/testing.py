@@ -77,7 +77,7 @@ def random_model(config: SlowFastConfig, seed: int = 0) -> SlowFastForCausalLM:
     return model.eval()
 
 
-def official_config_dict(config: SlowFastConfig) -> dict:
+def released_config_dict(config: SlowFastConfig) -> dict:
     """The config as the official code writes it: `rope_theta` instead of `rope_parameters`, no tower shape."""
     values = config.to_dict()
     for key in (*OURS_ONLY, "rope_parameters", "layer_types"):
@@ -123,7 +123,7 @@ def write_checkpoint(
         state[f"{TOLERATED_HEAD_KEYS[1]}.weight"] = torch.zeros(1000, dim)
         state[f"{TOLERATED_HEAD_KEYS[1]}.bias"] = torch.zeros(1000)
     state.update(extra_tensors or {})
-    (folder / "config.json").write_text(json.dumps(official_config_dict(model.config), indent=2))
+    (folder / "config.json").write_text(json.dumps(released_config_dict(model.config), indent=2))
 
     keys = sorted(state)
     if num_shards == 1:

@@ -3,8 +3,8 @@
 Both come from the same maps F: the projector output of every frame, 2x2 average-pooled (81 tokens per frame at
 576 px). The slow tokens are all of F; the hybrid layers cross-attend to them. The fast tokens, which the LLM reads
 in its sequence in place of `<image>`, are F subsampled in time (stride s), average-pooled in time (stride t, with
-the official floor / adaptive branches and `min_fast_frames`) and optionally in space (stride p). The rules are
-the official ones, including their quirks (spec §1.6): the floor branch drops trailing frames that do not fill a
+the released floor / adaptive branches and `min_fast_frames`) and optionally in space (stride p). The rules are
+those of the SHI-Labs release, including their quirks: the floor branch drops trailing frames that do not fill a
 window, and the sampling indices are `int(i * T / n)`, not a linspace.
 """
 
@@ -70,7 +70,7 @@ def temporal_pool_windows(num_frames: int, temporal_stride: int, min_fast_frames
     return "adaptive", [list(range(start, end)) for start, end in bins]
 
 
-def official_fast_plan(
+def plan_fast_tokens(
     num_frames: int,
     height: int,
     width: int,

@@ -22,11 +22,11 @@ import gradio as gr
 from app.access.identity import Identity
 from app.running import (
     Progress,
-    compression_dict,
     encode_clip,
     failure_message,
     load_named_model,
     no_progress,
+    note_frames,
     relay_answer,
     stream_answer,
 )
@@ -349,9 +349,7 @@ def _answer(
             started = time.perf_counter()
             context, cached = encode_clip(model, video, encode_params, progress)
             turn.timings_s["frames_and_encode"] = time.perf_counter() - started
-            turn.frame_indices = list(context.frame_indices)
-            turn.frame_timestamps_s = list(context.timestamps_s)
-            turn.compression = compression_dict(context.stats)
+            note_frames(turn, context)
         progress(0.95, desc="Answering…")
         turn.status = "streaming"
         stream = stream_answer(model, context, turn.history, question, generation_params)

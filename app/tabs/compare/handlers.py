@@ -19,11 +19,11 @@ from app.data.preferences import compression_preferences
 from app.judgements import judge_for, record_comparison
 from app.running import (
     Progress,
-    compression_dict,
     encode_clip,
     failure_message,
     load_named_model,
     no_progress,
+    note_frames,
     relay_answer,
     stream_answer,
 )
@@ -88,8 +88,7 @@ def ab_run(
             context = None
             if video is not None:
                 context, _ = encode_clip(model, video, EncodeParams(**side.encode_params), progress)
-                side.frame_indices, side.frame_timestamps_s = list(context.frame_indices), list(context.timestamps_s)
-                side.compression = compression_dict(context.stats)
+                note_frames(side, context)
             progress(0.5 * position + 0.45, desc=f"Answer {'AB'[position]}…")
             params = GenerationParams(**side.generation_params)
             stream = stream_answer(model, context, [], question, params, want_attention=False)

@@ -44,7 +44,6 @@ from models.online.base import (
     OnlineVideoLLM,
     Remark,
     check_threshold,
-    replay,
     respond_bar,
 )
 from models.online.frames import StreamReader
@@ -617,6 +616,5 @@ def live_replay(
             f"{MAX_REPLAY_S / 60:.0f} min (STUDIO_LIVE_MAX_REPLAY_SECONDS)."
         )
     model = model or default_model()
-    own_replay = getattr(model, "replay", None)
-    remarks = own_replay(str(video), params) if callable(own_replay) else replay(model, str(video), params)
+    remarks = model.replay(str(video), params)
     return [r.as_dict() for r in remarks]

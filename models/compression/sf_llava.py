@@ -8,6 +8,9 @@ fast grid shrinks first (keeping its shape as far as it can) and the slow frames
 exactly the global budget. Tokens are emitted frame by frame (a slow frame's slow tokens, then its fast ones), so
 models that write per-frame text (SmolVLM2) keep their layout; each token carries the (t, y, x) of its window's
 centre for M-RoPE. Per-clip budgets describe the tokens each clip received.
+
+This is the pooling of the SlowFast-LLaVA paper, applied to any model's grids; the SHI-Labs Slow-Fast MLLM, a model
+with its own slow and fast tokens, is `models/slowfast/`.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.compression.plan import allocate
+from models.compression.plan import CompressionPlan, PlannerSettings, allocate, describe_official, plan_uniform
 from models.compression.realize import CompressedTokens
 
 
 @dataclass(frozen=True)
-class SlowFastSettings:
+class SFLlavaSettings:
     slow_frames: int | None = None  # None: a fifth of the frames (10 of 50 in the paper)
     slow_keep: float = 0.5  # share of a slow frame's tokens kept by 1-D max pooling (pairs of neighbours)
     fast_ratio: float = 1 / 6  # fast grid side as a share of the frame grid's side (24 -> 4 in the paper)
@@ -69,11 +72,12 @@ def _fast_grid(height: int, width: int, per_frame: int, ratio: float) -> tuple[i
     return fh, fw
 
 
-def slowfast_tokens(
-    grids: torch.Tensor, global_budget: int | None, settings: SlowFastSettings | None = None
-) -> tuple[CompressedTokens, torch.Tensor]:
-    """(T, h, w, C) grids -> the slow/fast tokens (exactly `global_budget` when given) and a (M,) slow mask."""
-    settings = settings or SlowFastSettings()
+def sf_llava_tokens(
+    grids: torch.Tensor, global_budget: int | None, settings: SFLlavaSettings | None = None
+) -> CompressedTokens:
+    """(T, h, w, C) grids -> the slow and fast tokens (exactly `global_budget` when given), `slow` marking the
+    slow pathway's."""
+    settings = settings or SFLlavaSettings()
     num_frames, height, width, _ = grids.shape
     per_grid = height * width
     slow_count = settings.slow_frames if settings.slow_frames is not None else max(1, math.ceil(num_frames / 5))
@@ -109,29 +113,25 @@ def slowfast_tokens(
             positions.append(torch.cat([torch.full((len(values), 1), t), where], dim=1))
             frame_of.append(torch.full((len(values),), t))
             is_slow.append(torch.full((len(values),), flag))
-    out = CompressedTokens(
+    return CompressedTokens(
         tokens=torch.cat(tokens),
         frame_of_token=torch.cat(frame_of).long(),
         positions=torch.cat(positions).long(),
         per_frame_counts=[int(c) for c in torch.bincount(torch.cat(frame_of).long(), minlength=num_frames)],
         per_clip_counts=[],
+        slow=torch.cat(is_slow),
     )
-    return out, torch.cat(is_slow)
 
 
-def compress_slowfast(
+def compress_sf_llava(
     grids: torch.Tensor,
     timestamps_s: Sequence[float] | None,
     global_budget: int,
-    settings=None,
-    slowfast: SlowFastSettings | None = None,
-):
-    """(CompressedTokens with a `slow` mask, plan): clips of the content-blind plan, budgets = tokens received."""
-    from models.compression.plan import plan_uniform
-    from models.compression.registry import describe_official
-
-    tokens, slow = slowfast_tokens(grids, global_budget, slowfast)
-    tokens.slow = slow  # which tokens are the slow pathway's (the slow/fast chart)
+    settings: PlannerSettings | None = None,
+    pathways: SFLlavaSettings | None = None,
+) -> tuple[CompressedTokens, CompressionPlan]:
+    """(tokens with their `slow` mask, plan): clips of the content-blind plan, budgets = tokens received."""
+    tokens = sf_llava_tokens(grids, global_budget, pathways)
     plan = plan_uniform(grids, timestamps_s, max(1, tokens.num_tokens), settings)
     plan = describe_official(plan, tokens.per_frame_counts)
     plan.compressor = "sf-llava"
