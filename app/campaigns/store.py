@@ -133,6 +133,36 @@ ORDER BY load, i.position
 LIMIT 1
 """
 
+# The front of the queue straight off its index (no sort): the first `FRONT` ready items by judgements, position.
+FRONT = 64
+_FRONT_SQL = """
+SELECT i.item_id, i.judgements, i.position,
+    (SELECT COUNT(*) FROM campaign_claims AS c WHERE c.campaign = i.campaign AND c.item_id = i.item_id
+        AND c.state = 'claimed' AND c.expires_at > :now) AS live,
+    EXISTS (SELECT 1 FROM campaign_claims AS mine WHERE mine.campaign = i.campaign AND mine.item_id = i.item_id
+        AND mine.identity_kind = :who_kind AND mine.identity_id = :who_id AND mine.state != 'claimed') AS passed
+FROM campaign_items AS i
+WHERE i.campaign = :campaign AND i.ready = 1 AND i.judgements < :k
+ORDER BY i.judgements, i.position
+LIMIT :front
+"""
+
+
+def _least_loaded_near_front(conn: sqlite3.Connection, params: dict[str, Any]) -> str | None:
+    """`_NEXT_SQL`'s answer read from the queue's front, when the front settles it: the least loaded eligible item
+    there, provided no item behind the front could be less loaded (everything behind has at least the last front
+    item's judgements). None means "ask the full query"."""
+    rows = conn.execute(_FRONT_SQL, {**params, "front": FRONT}).fetchall()
+    eligible = [(judgements + live, position, item_id) for item_id, judgements, position, live, passed in rows
+                if not passed and judgements + live < params["k"]]  # fmt: skip
+    if not eligible:
+        return None
+    load, _, item_id = min(eligible)
+    if len(rows) == FRONT and load > rows[-1][1]:
+        return None
+    return item_id
+
+
 _ITEM_COLUMNS = "item_id, video_path, question, reference, video_sha256, video_duration_s"
 _ANSWER_COLUMNS = (
     "item_id, setup, text, error, frame_indices, frame_timestamps_s, compression, visual_tokens, timings, created_at"
@@ -412,10 +442,12 @@ class CampaignStore:
                 item_id, slots = held[0], json.loads(held[1])
             else:
                 params = {"campaign": name, "now": now, "k": campaign.k, "who_kind": who.kind, "who_id": who.id}
-                found = conn.execute(_NEXT_SQL, params).fetchone()
-                if found is None:
-                    return None
-                item_id = found[0]
+                item_id = _least_loaded_near_front(conn, params)
+                if item_id is None:
+                    found = conn.execute(_NEXT_SQL, params).fetchone()
+                    if found is None:
+                        return None
+                    item_id = found[0]
                 slots = self._deal(conn, campaign, item_id, now)
             conn.execute(
                 "INSERT INTO campaign_claims VALUES (?, ?, ?, ?, 'claimed', ?, ?) ON CONFLICT DO UPDATE "
