@@ -368,14 +368,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Studio]]:
-    """(url, studio) of the app built as `python app.py` builds it, launched in this process for one test module,
-    with its own data directory (the real embedded default model)."""
+@contextlib.contextmanager
+def launched(studio: Studio) -> Iterator[str]:
+    """`studio` built and launched as `python app.py` builds it, in this process, for a `with` block: yields its
+    URL, then closes the server and the studio."""
     from app import ui
-    from app.studio import Studio
 
-    studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
     demo = ui.build_demo(studio)
     _, url, _ = demo.launch(
         prevent_thread_lock=True,
@@ -384,9 +382,22 @@ def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         quiet=True,
         **ui.launch_kwargs(studio),
     )
-    yield url, studio
-    demo.close()
-    studio.close()
+    try:
+        yield url
+    finally:
+        demo.close()
+        studio.close()
+
+
+@pytest.fixture(scope="module")
+def served_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Studio]]:
+    """(url, studio) of the app built as `python app.py` builds it, launched in this process for one test module,
+    with its own data directory (the real embedded default model)."""
+    from app.studio import Studio
+
+    studio = Studio(data_dir=tmp_path_factory.mktemp("studio-data"))
+    with launched(studio) as url:
+        yield url, studio
 
 
 def start_app_process(

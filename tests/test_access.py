@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, serving_app
+from conftest import launched, serving_app
 from gradio_client import Client, handle_file
 
 from app.access.identity import AccessConfig, Identity
@@ -145,7 +145,6 @@ def test_the_call_after_the_limit_is_refused_with_the_wait_and_nothing_is_lost(t
 @pytest.fixture(scope="module")
 def accounts_studio(tmp_path_factory):
     """The studio served with sign-in from an accounts file: boss (admin), ann1 and ann2 (annotators)."""
-    from app import ui
     from app.studio import Studio
 
     folder = tmp_path_factory.mktemp("accounts")
@@ -155,14 +154,8 @@ def accounts_studio(tmp_path_factory):
         add_account(accounts, name, "annotator", PASSWORDS[name])
     access = AccessConfig(accounts=AccountBook(accounts), local_owner=False)
     studio = Studio(data_dir=folder / "data", access=access)
-    demo = ui.build_demo(studio)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-        **ui.launch_kwargs(studio),
-    )  # fmt: skip
-    yield url, studio
-    demo.close()
-    studio.close()
+    with launched(studio) as url:
+        yield url, studio
 
 
 def signed_in(url: str, name: str) -> Client:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, isolated_environment
+from conftest import ROOT, isolated_environment, launched
 from gradio_client import Client
 
 from app.access.identity import AccessConfig
@@ -82,7 +82,6 @@ def test_generation_killed_half_way_resumes_with_every_answer_exactly_once(tmp_p
 def campaign_studio(tmp_path_factory):
     """A signed-in studio (boss: admin; ann1, ann2: annotators) with a k = 2 campaign whose answers are generated
     by the app's own background job."""
-    from app import ui
     from app.studio import Studio
 
     folder = tmp_path_factory.mktemp("campaign-app")
@@ -99,14 +98,8 @@ def campaign_studio(tmp_path_factory):
     assert runner.start()
     runner.join(timeout=600)
     assert studio.campaigns.status("demo")["generated"] == 6, runner.state()
-    demo = ui.build_demo(studio)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-        **ui.launch_kwargs(studio),
-    )  # fmt: skip
-    yield url, studio
-    demo.close()
-    studio.close()
+    with launched(studio) as url:
+        yield url, studio
 
 
 def signed_in(url: str, name: str) -> Client:
