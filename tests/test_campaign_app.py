@@ -137,3 +137,25 @@ def test_two_annotators_work_the_queue_until_every_item_has_exactly_k_judgements
     assert "only admins can see campaign results; you are signed in as ann1" in refused
     status = studio.campaigns.status("demo")
     assert status["completed_items"] == 3 and status["per_annotator"] == {"ann1": 3, "ann2": 3}
+
+
+def test_the_result_figures_show_one_bar_per_setup_and_one_point_per_setup():
+    from app.tabs.campaign.figures import ranking_figure, tokens_figure, win_rate_figure
+
+    ranking = [
+        {"rank": 1, "setup": "official", "strength": 0.4, "ci95": [0.1, 0.7], "comparisons": 8},
+        {"rank": 2, "setup": "dynamic-25", "strength": -0.4, "ci95": [-0.7, -0.1], "comparisons": 8},
+    ]
+    (bars,) = ranking_figure(ranking).data
+    assert list(bars.y) == ["dynamic-25", "official"] and list(bars.x) == [-0.4, 0.4]  # strongest on top
+    assert list(bars.error_x.array) == pytest.approx([0.3, 0.3])
+    (heat,) = win_rate_figure({"setups": ["official", "dynamic-25"], "matrix": [[None, 0.75], [0.25, None]]}).data
+    assert heat.z[0][1] == 75 and heat.z[1][0] == 25
+    points = [
+        {"setup": "official", "win_rate": 0.75, "comparisons": 8, "mean_visual_tokens": 192},
+        {"setup": "dynamic-25", "win_rate": 0.25, "comparisons": 8, "mean_visual_tokens": 48},
+        {"setup": "never compared", "win_rate": None, "comparisons": 0, "mean_visual_tokens": 10},
+    ]
+    (scatter,) = tokens_figure(points).data
+    assert list(scatter.x) == [192, 48] and list(scatter.y) == [75, 25]
+    assert "No comparisons" in ranking_figure([]).layout.annotations[0].text
