@@ -71,6 +71,8 @@ def test_a_person_chats_inspects_rates_compares_and_exports(chromium, app_url, t
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(app_url)
     page.wait_for_selector("#chatbot", timeout=60_000)
+    identity = "document.querySelector('#identity')"
+    page.wait_for_function(f"{identity} && {identity}.innerText.includes('You:')", timeout=30_000)
     assert "local owner" in page.locator("#identity").inner_text(), "a laptop's one person is the owner"
     shot(page, "01_start")
 
