@@ -300,3 +300,15 @@ def test_on_a_space_the_oauth_profile_is_who_judges_and_admins_come_from_studio_
 
     assert [r["annotator"] for r in alice.predict(10, "", api_name="/records")] == ["bob"]  # an admin sees all
     assert alice.predict("jsonl", api_name="/export")
+
+
+@pytest.mark.e2e
+def test_serving_strangers_with_nobody_signing_in_warns_at_start_and_nobody_can_export(tmp_path):
+    log = tmp_path / "app.log"
+    with serving_app(tmp_path / "data", "--no-preload", "--host", "0.0.0.0", log_path=log) as url:
+        visitor = Client(url, verbose=False, download_files=False)
+        with pytest.raises(Exception, match="only admins can export; you are not signed in"):
+            visitor.predict("jsonl", api_name="/export")
+        assert "warning" not in visitor.predict(None, "Hi?", *ASK, api_name="/ask")  # visitors may still chat
+    text = log.read_text()
+    assert "with no accounts and no OAuth" in text and "bind to 127.0.0.1" in text
