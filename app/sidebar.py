@@ -106,12 +106,11 @@ def terms_text() -> str:
 
 
 def identity_markdown(who: Identity) -> str:
-    role = {"admin": "admin", "annotator": "annotator", "visitor": "visitor"}[who.role]
     if who.kind == "owner":
         return "**You:** the local owner (admin) · nothing is shared unless you export it"
     if who.kind == "visitor":
-        return f"**You:** a visitor (`{plain(who.label)}`), not signed in · {role}"
-    return f"**You:** {plain(who.id, 64)} · {role}"
+        return f"**You:** a visitor (`{plain(who.label)}`), not signed in · {who.role}"
+    return f"**You:** {plain(who.id, 64)} · {who.role}"
 
 
 def wire(studio: Studio, p: Panel) -> None:

@@ -1,9 +1,9 @@
 """The studio's Gradio app: a header, the settings sidebar and one tab per room, plus the API for programs.
 
-Each tab package under `app/tabs/` (chat, compare, export, live) builds its own layout and wires its own events;
-this module only composes them and hands each the few shared components it needs (`app.wiring.Shared`: the session
-state, the annotator's name and the sidebar's settings). `app/api.py` adds the named endpoints made for
-programs (`ask`, `rate`, `compare`, `vote`, `export`, `records`).
+Each tab package under `app/tabs/` (chat, compare, export, campaign, live) builds its own layout and wires its own
+events; this module only composes them and hands each the few shared components it needs (`app.wiring.Shared`: the
+studio, the session state, the model picker and the sidebar's settings). `app/api.py` adds the named endpoints made
+for programs (`ask`, `rate`, `compare`, `vote`, `export`, `records`, `campaign_next`, `campaign_judge`).
 """
 
 from __future__ import annotations

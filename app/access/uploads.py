@@ -74,20 +74,22 @@ class UploadGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        who = self.config.from_http(request, username=_gradio_username(scope, request))
         path = scope.get("path", "")
-        if path.startswith(FILE_PREFIX):
-            refusal = self._file_refusal(unquote(path[len(FILE_PREFIX) :]), who)
+        request = Request(scope)
+        if path.startswith(FILE_PREFIX):  # identities are resolved only here and on uploads, not on every request
+            refusal = self._file_refusal(unquote(path[len(FILE_PREFIX) :]), self._who(scope, request))
             if refusal:
                 await _forbidden(send, refusal)
                 return
         elif path == UPLOAD_PATH and scope.get("method") == "POST":
-            await self.app(scope, receive, self._claiming(send, who))
+            await self.app(scope, receive, self._claiming(send, self._who(scope, request)))
             return
-        if path == "/" and not self.config.local_owner and VISITOR_COOKIE not in request.cookies:
+        elif path == "/" and not self.config.local_owner and VISITOR_COOKIE not in request.cookies:
             send = _with_visitor_cookie(send, request)
         await self.app(scope, receive, send)
+
+    def _who(self, scope: Scope, request: Request) -> Identity:
+        return self.config.from_http(request, username=_gradio_username(scope, request))
 
     def _file_refusal(self, file_path: str, who: Identity) -> str | None:
         real = _normal(file_path)

@@ -31,6 +31,7 @@ EMPTY_ITEM = {
     "answer_a": "",
     "answer_b": "",
     "judge_enabled": False,
+    "score": gr.update(visible=False, value=None),
 }
 
 
@@ -63,7 +64,8 @@ def next_item(studio: Studio, who: Identity, name: str | None) -> dict[str, Any]
         "item_question": f"**Question:** {escape_html(item['question'])}",
         "answer_a": "**Answer A** · " + (escape_html(answers.get("a", "")) or "*(empty answer)*"),
         "answer_b": "**Answer B** · " + (escape_html(answers["b"]) or "*(empty answer)*") if "b" in answers else "",
-        "judge_enabled": True,
+        "judge_enabled": item["kind"] == "pairwise",  # the four choices; a rating campaign shows the score instead
+        "score": gr.update(visible=item["kind"] == "rating", value=None),
         "guidelines": item["guidelines"] or "*No guidelines for this campaign.*",
         "queue_status": f"**{item['done_by_me']} of {item['total']}** done by you in {plain(name)}",
     }

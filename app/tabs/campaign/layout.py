@@ -11,7 +11,7 @@ import gradio as gr
 from app.tabs.campaign import handlers as campaign
 from app.wiring import EXPORT_GROUP, LIGHT, Panel, Shared, identity_of
 
-QUEUE_OUTPUTS = ["item", "item_video", "item_question", "answer_a", "answer_b", "guidelines", "queue_status"]
+QUEUE_OUTPUTS = ["item", "item_video", "item_question", "answer_a", "answer_b", "score", "guidelines", "queue_status"]
 JUDGE_OUTPUTS = [*QUEUE_OUTPUTS, "item_reason"]
 RESULT_OUTPUTS = ["results_summary", "ranking_plot", "win_rate_plot", "tokens_plot"]
 SHORTCUT_KEYS = {"1": "a", "2": "b", "3": "tie", "4": "both_bad"}
@@ -56,7 +56,7 @@ def build(shared: Shared, tab: gr.Tab) -> Panel:
                 for key, choice in SHORTCUT_KEYS.items()
                 for label in [campaign.CHOICES[choice]]
             }
-            p["score"] = gr.Radio([1, 2, 3, 4, 5], label="Score (rating campaigns)", elem_id="campaign-score")
+            p["score"] = gr.Radio([1, 2, 3, 4, 5], label="Score (1–5)", visible=False, elem_id="campaign-score")
             p["skip"] = gr.Button("Skip (S)", size="sm", elem_id="campaign-skip")
     p.groups["judge_enabled"] = (list(buttons.values()), lambda on: gr.update(interactive=bool(on)))
     with gr.Accordion("Manage campaigns (admins)", open=False, visible=False) as admin:
