@@ -337,3 +337,66 @@ def test_records_already_on_the_hub_twice_are_restored_and_exported_once(hub, tm
     ids = repo_ids(hub, tmp_path)
     assert sorted(set(ids)) == sorted([record_id, legacy_id])
     assert (repo / "records.jsonl").is_file()  # never deleted
+
+
+def test_campaigns_survive_a_restart_on_an_empty_disk(hub, tmp_path, make_video):
+    """Definitions, answers, judgements and skips go up as table shards with the items' videos; a new boot on a
+    wiped disk (the manifest's folder gone too) gets them back: the same status, nobody handed an item twice, the
+    videos fetched from the Hub, and each table readable with `load_dataset(repo, table)`."""
+    from app.access.identity import Identity
+    from app.campaigns.manifest import Item, setup_from_fields
+    from app.campaigns.store import CampaignStore
+
+    clips = tmp_path / "manifest-folder"
+    clips.mkdir()
+    videos = [make_video(f"manifest-folder/clip{n}.mp4", duration_s=1.0 + n) for n in range(2)]
+    contents = [video.read_bytes() for video in videos]
+    shas = [hashlib.sha256(content).hexdigest() for content in contents]
+    items = [Item(f"i{n}", str(videos[n % 2]), f"what happens {n}?", None, shas[n % 2], 1.0) for n in range(3)]
+    setups = [
+        setup_from_fields({"name": name, "model": "slowfast-lite", "compressor": "official", "budget": 100})
+        for name in ("x", "y")
+    ]
+    ann1, ann2 = Identity("account", "ann1", "annotator"), Identity("account", "ann2", "annotator")
+
+    disk_a = tmp_path / "boot-a"
+    sync_a, _ = boot(hub, disk_a, "a")
+    with CampaignStore(disk_a) as store:
+        store.create("cats", items, setups, k=2)
+        store.record_answers("cats", [{"item_id": i.id, "setup": s.name, "text": f"{s.name}/{i.id}"}
+                                      for i in items for s in setups])  # fmt: skip
+        handed = store.next_item("cats", ann1)
+        store.judge("cats", handed["item_id"], ann1, choice="a", reason="sharper")
+        skipped = store.next_item("cats", ann1)["item_id"]
+        store.skip("cats", skipped, ann1)
+        before = store.status("cats")
+    vote(disk_a, "a chat vote beside the campaign")  # `load_dataset` resolves every config: the default needs files
+    assert sync_a.push_now() is not None
+    sync_a.stop()
+    assert any(path.startswith("campaigns/campaign_judgements/boot-a/") for path in hub.files())
+    assert sum(path.startswith("videos/") for path in hub.files()) == 2
+
+    shutil.rmtree(clips)  # the manifest's folder was on the wiped disk too
+    disk_b = tmp_path / "boot-b"
+    sync_b, _ = boot(hub, disk_b, "b")
+    assert sync_b.state.phase == "syncing" and "campaign row" in sync_b.state.message
+    with CampaignStore(disk_b) as store:
+        assert store.status("cats") == before
+        judged = {row["item_id"] for row in store.judgements("cats")}
+        seen_by_ann1 = set()
+        while (item := store.next_item("cats", ann1)) is not None:
+            seen_by_ann1.add(item["item_id"])
+            store.judge("cats", item["item_id"], ann1, choice="b")
+        assert seen_by_ann1 == {item.id for item in items} - judged - {skipped}
+        restored_video = store.items("cats")[0].video
+        assert Path(restored_video).read_bytes() == contents[0]
+        assert store.next_item("cats", ann2) is not None
+    assert sync_b.push_now() is not None
+    sync_b.stop()
+    assert_append_only(hub)
+
+    copy = tmp_path / "repo-copy-campaigns"
+    shutil.copytree(hub.repo_dir(REPO), copy)
+    judgements = datasets.load_dataset(str(copy), "campaign_judgements", split="train",
+                                       cache_dir=str(tmp_path / "datasets-cache"))  # fmt: skip
+    assert sorted(judgements["reason"]) == ["", "sharper"]

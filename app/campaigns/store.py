@@ -242,6 +242,12 @@ class CampaignStore:
         with self._lock:
             self._conn.close()
 
+    def __enter__(self) -> CampaignStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, all or nothing; the write lock is taken up front (BEGIN IMMEDIATE)."""
@@ -418,6 +424,49 @@ class CampaignStore:
             "completed_items": int(completed),
             "per_annotator": per_annotator,
         }
+
+    # -- moving tables (the Hub sync, app.campaigns.sync) -----------------------------------------------------------
+
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        """(column, declared type) of one of the campaign tables."""
+        _check_table(table)
+        return [(row[1], row[2]) for row in self._read(f"PRAGMA table_info({table})")]
+
+    def table_rows(self, table: str, columns: Sequence[str], where: str = "") -> list[dict[str, Any]]:
+        """Every row of a campaign table as a dict of `columns` (optionally filtered by a fixed SQL condition)."""
+        _check_table(table)
+        sql = f"SELECT {', '.join(columns)} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
+        return [dict(zip(columns, row)) for row in self._read(sql)]
+
+    def import_table_rows(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows into a campaign table, keeping the row already there on a key conflict; returns how many
+        were new. Call `recount` after importing answers or judgements."""
+        _check_table(table)
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            "ON CONFLICT DO NOTHING"
+        )
+        with self._writing() as conn:
+            return sum(conn.execute(sql, [row.get(c) for c in columns]).rowcount for row in rows)
+
+    def recount(self) -> None:
+        """Recompute what the queue derives from answers and judgements: each item's `ready` flag and counted
+        judgements, and a `judged` claim for every judgement (so an imported judge is never handed the item again)."""
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT INTO campaign_claims SELECT campaign, item_id, identity_kind, identity_id, 'judged', '{}', 0 "
+                "FROM campaign_judgements WHERE true ON CONFLICT DO UPDATE SET state = 'judged'"
+            )
+            conn.execute(
+                "UPDATE campaign_items SET judgements = (SELECT COUNT(*) FROM campaign_judgements AS j "
+                "WHERE j.campaign = campaign_items.campaign AND j.item_id = campaign_items.item_id AND j.overshoot = 0)"
+            )
+            for name, kind in conn.execute("SELECT name, kind FROM campaigns").fetchall():
+                _, setups = _kind_and_setups(conn, name)
+                needed = 2 if kind == "pairwise" else 1
+                items = conn.execute("SELECT item_id FROM campaign_items WHERE campaign = ?", (name,)).fetchall()
+                for (item_id,) in items:
+                    _update_ready(conn, name, item_id, len(setups), needed)
 
     # -- the queue ------------------------------------------------------------------------------------------------
 
@@ -684,6 +733,14 @@ def _hand_out(
 
 # ----------------------------------------------------------------------------------------------------------------
 # Checks
+
+
+_TABLES = ("campaigns", "campaign_setups", "campaign_items", "campaign_answers", "campaign_judgements", "campaign_claims")
+
+
+def _check_table(table: str) -> None:
+    if table not in _TABLES:
+        raise ValueError(f"{table!r} is not a campaign table")
 
 
 def _check_definition(name: str, items: Sequence[Item], setups: Sequence[Setup], k: Any, kind: str) -> None:

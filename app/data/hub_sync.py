@@ -34,6 +34,9 @@ import pyarrow.parquet as pq
 from huggingface_hub import CommitInfo, CommitScheduler, HfApi, constants
 from huggingface_hub.errors import RepositoryNotFoundError
 
+from app.campaigns.store import CampaignStore
+from app.campaigns.sync import CAMPAIGNS_DIRNAME, TABLES
+from app.data import hub_campaigns
 from app.data.exports import records_from_table, records_table
 from app.data.store import VIDEOS_DIRNAME, AnnotationStore, register_video_source
 from models.base import file_sha256
@@ -51,13 +54,19 @@ LEGACY_RECORDS_FILE = "records.jsonl"  # the single snapshot file earlier versio
 SHARD_PATH = re.compile(rf"{RECORDS_DIRNAME}/[A-Za-z0-9_.-]+/shard-\d+\.parquet")
 HUB_VIDEO_PATH = re.compile(rf"{VIDEOS_DIRNAME}/[0-9a-f]{{64}}(\.[a-z0-9]{{1,10}})?")
 
+_CAMPAIGN_CONFIGS = "".join(
+    f"- config_name: {table.name}\n  data_files:\n  - split: train\n"
+    f"    path: {CAMPAIGNS_DIRNAME}/{table.name}/*/shard-*.parquet\n"
+    for table in TABLES
+)
+
 DATASET_CARD = f"""---
 configs:
 - config_name: default
   data_files:
   - split: train
     path: {RECORDS_DIRNAME}/*/shard-*.parquet
----
+{_CAMPAIGN_CONFIGS}---
 
 # Video-LLM Studio annotations
 
@@ -70,6 +79,10 @@ from datasets import load_dataset
 ds = load_dataset("<this repo>", split="train")
 df = ds.to_pandas().drop_duplicates("id")  # a retried push may have put a record in two shards
 ```
+
+Annotation campaigns (prepared items answered by several setups, judged by several people) are kept table by table
+under `{CAMPAIGNS_DIRNAME}/<table>/<boot-id>/`, one config per table: `load_dataset("<this repo>",
+"campaign_judgements")` gives every judgement, `"campaign_answers"` every generated answer.
 """
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -233,6 +246,8 @@ class HubSync:
         self._retry_thread: threading.Thread | None = None
         self._hub_files: set[str] = set()
         self._staged_ids: set[str] = set()  # on the Hub, or in a shard file of the outbox
+        self._staged_campaign_rows: set[tuple[str, ...]] = set()  # the same for campaign rows (by table and key)
+        self._campaigns: CampaignStore | None = None
         self._shard_number = 0
         self._state = SyncState("restoring", f"Restoring annotations from {self.url}…", repo_id, self.boot_id)
 
@@ -290,9 +305,10 @@ class HubSync:
             self.scheduler.stop()
         register_video_source(self.data_dir, None)
         with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            for opened in (self._store, self._campaigns):
+                if opened is not None:
+                    opened.close()
+            self._store = self._campaigns = None
 
     # -- restore ---------------------------------------------------------------------------------------------------
 
@@ -303,13 +319,16 @@ class HubSync:
             files = self._list_repo_files()
             hub_ids, records, problems = self._read_hub_records(files)
             added, refused = self._open_store().import_records(records)
+            with self._lock:
+                self._hub_files = set(files)
+            campaign_keys, campaign_problems, campaign_rows = self._restore_campaigns(files)
         except Exception as error:  # network, auth, quota: serve anyway, push nothing
             self._pause(f"{type(error).__name__}: {error}")
             return False
-        problems += refused
+        problems += refused + campaign_problems
         with self._lock:
-            self._hub_files = set(files)
             self._staged_ids = hub_ids | self._outbox_ids(files)
+            self._staged_campaign_rows = campaign_keys | self._outbox_campaign_rows()
         register_video_source(self.data_dir, self.fetch_video)
         skipped = f" {len(problems)} unreadable record(s) on the Hub were skipped." if problems else ""
         for problem in problems:
@@ -320,8 +339,9 @@ class HubSync:
             on_hub=len(hub_ids),
             last_error=None,
             message=(
-                f"Hub sync on: {len(hub_ids)} record(s) in {self.repo_id}, {added} restored to this disk; "
-                f"new votes are appended every {self.every_minutes:g} min (boot {self.boot_id}).{skipped}"
+                f"Hub sync on: {len(hub_ids)} record(s) in {self.repo_id}, {added} restored to this disk"
+                + (f", and {campaign_rows} campaign row(s)" if campaign_rows else "")
+                + f"; new votes are appended every {self.every_minutes:g} min (boot {self.boot_id}).{skipped}"
             ),
         )
         return True
@@ -371,6 +391,29 @@ class HubSync:
                 records.setdefault(row["id"], row)
         return hub_ids, list(records.values()), problems
 
+    def _restore_campaigns(self, files: list[str]) -> tuple[set[tuple[str, ...]], list[str], int]:
+        """Read the repo's campaign shards (immutable: cached ones are not downloaded again) into the campaign
+        tables; returns (the row keys on the Hub, problems, rows added)."""
+        paths = []
+        for path in hub_campaigns.campaign_shards(files):
+            local = self.cache / path
+            paths.append((path, local if local.is_file() else Path(self._download(path))))
+        rows, keys, problems = hub_campaigns.read_shards(paths)
+        added = hub_campaigns.restore(self._open_campaigns(), rows, self.fetch_video) if rows else {}
+        return keys, problems, sum(added.values())
+
+    def _outbox_campaign_rows(self) -> set[tuple[str, ...]]:
+        """Keys of campaign rows in outbox shards not pushed yet (run after `_outbox_ids` has dropped the ones the
+        Hub already has)."""
+        if not self.outbox.is_dir():
+            return set()
+        files = [path.relative_to(self.outbox).as_posix() for path in self.outbox.rglob("*.parquet")]
+        shards = hub_campaigns.campaign_shards(files)
+        _, keys, problems = hub_campaigns.read_shards([(path, self.outbox / path) for path in shards])
+        for problem in problems:
+            log.warning("outbox: %s", problem)
+        return keys
+
     def _outbox_ids(self, hub_files: list[str]) -> set[str]:
         """Ids in outbox shards that are not on the Hub yet (a persistent disk whose last push did not happen); the
         scheduler uploads those files. Outbox files the Hub already has are removed so they are not sent again."""
@@ -406,7 +449,7 @@ class HubSync:
                 private=self.private,
                 token=self.token,
                 hf_api=self.api,
-                allow_patterns=[f"{RECORDS_DIRNAME}/*", f"{VIDEOS_DIRNAME}/*", "README.md"],
+                allow_patterns=[f"{RECORDS_DIRNAME}/*", f"{CAMPAIGNS_DIRNAME}/*", f"{VIDEOS_DIRNAME}/*", "README.md"],
                 ignore_patterns=["*.tmp", ".*", "*/.*"],
             )
         except Exception as error:  # the repo could not be created or used (permissions)
@@ -442,6 +485,14 @@ class HubSync:
                     os.link(source, target)  # no second copy on disk
                 except OSError:
                     shutil.copyfile(source, target)
+            hub_campaigns.stage(
+                self._open_campaigns(),
+                self.outbox,
+                self.boot_id,
+                self._staged_campaign_rows,
+                self._next_shard_number,
+                self._hub_files,
+            )
             card = self.outbox / "README.md"
             if "README.md" not in self._hub_files and not card.exists():
                 card.write_text(DATASET_CARD, encoding="utf-8")
@@ -507,6 +558,17 @@ class HubSync:
 
     def _download(self, path: str) -> str:
         return self.api.hf_hub_download(self.repo_id, path, repo_type="dataset", local_dir=self.cache)
+
+    def _next_shard_number(self) -> int:
+        with self._lock:
+            self._shard_number += 1
+            return self._shard_number
+
+    def _open_campaigns(self) -> CampaignStore:
+        with self._lock:
+            if self._campaigns is None:
+                self._campaigns = CampaignStore(self.data_dir)
+            return self._campaigns
 
     def _open_store(self) -> AnnotationStore:
         with self._lock:
