@@ -458,8 +458,8 @@ class CampaignStore:
                 "FROM campaign_judgements WHERE true ON CONFLICT DO UPDATE SET state = 'judged'"
             )
             conn.execute(
-                "UPDATE campaign_items SET judgements = (SELECT COUNT(*) FROM campaign_judgements AS j "
-                "WHERE j.campaign = campaign_items.campaign AND j.item_id = campaign_items.item_id AND j.overshoot = 0)"
+                "UPDATE campaign_items SET judgements = (SELECT COUNT(*) FROM campaign_judgements AS j WHERE "
+                "j.campaign = campaign_items.campaign AND j.item_id = campaign_items.item_id AND j.overshoot = 0)"
             )
             for name, kind in conn.execute("SELECT name, kind FROM campaigns").fetchall():
                 _, setups = _kind_and_setups(conn, name)
@@ -735,7 +735,8 @@ def _hand_out(
 # Checks
 
 
-_TABLES = ("campaigns", "campaign_setups", "campaign_items", "campaign_answers", "campaign_judgements", "campaign_claims")
+_TABLES = ("campaigns", "campaign_setups", "campaign_items", "campaign_answers", "campaign_judgements")
+_TABLES += ("campaign_claims",)
 
 
 def _check_table(table: str) -> None:

@@ -93,7 +93,8 @@ def rows_to_sync(store: CampaignStore, staged: set[tuple[str, ...]]) -> dict[str
     """Every synced row whose key is not in `staged` (already on the Hub or in an outbox shard), by table."""
     new: dict[str, list[dict[str, Any]]] = {}
     for table in TABLES:
-        rows = [row for row in store.table_rows(table.name, table.columns, table.where) if row_key(table, row) not in staged]
+        rows = store.table_rows(table.name, table.columns, table.where)
+        rows = [row for row in rows if row_key(table, row) not in staged]
         if rows:
             new[table.name] = rows
     return new
