@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_preload:
         preload()
     log.info("data directory: %s", studio.data_dir)
+    for name in studio.resume_generations():
+        log.info("campaign %s: resuming the generation a previous run left unfinished", name)
     demo.launch(server_name=args.host, server_port=args.port, share=False, **launch_kwargs(studio))
 
 

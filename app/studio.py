@@ -91,6 +91,14 @@ class Studio:
                 self.runners[name] = CampaignRunner(campaigns, name)
             return self.runners[name]
 
+    def resume_generations(self) -> list[str]:
+        """Start the generation job of every campaign whose job was asked for and never finished (the app was
+        stopped or killed half-way); returns their names."""
+        resumed = [name for name in self.campaigns.wanted_generations() if self.campaigns.get(name) is not None]
+        for name in resumed:
+            self.runner(name).start()
+        return resumed
+
     def admit(self, who: Identity, action: str) -> None:
         """The one check before acting: `who` may do `action` (else `AccessDenied`) and has not run out of calls
         (else `RateLimited`, saying when to try again). A visitor is limited by their browser and their address,

@@ -90,10 +90,12 @@ class CampaignRunner:
         self._state: dict[str, Any] = {"running": False, "done": 0, "total": 0, "eta_s": None, "error": None}
 
     def start(self) -> bool:
-        """Start generating; False when this runner is already running."""
+        """Start generating (and remember it in the store until every answer is in, so a restarted app resumes);
+        False when this runner is already running."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return False
+            self.store.want_generation(self.name)
             self._stop.clear()
             self._state = {"running": True, "done": 0, "total": 0, "eta_s": None, "error": None}
             self._thread = threading.Thread(target=self._work, name=f"campaign-{self.name}", daemon=True)
@@ -121,6 +123,8 @@ class CampaignRunner:
         error = None
         try:
             run_campaign(self.store, self.name, load=self._load, progress=self._progress, stop=self._stop)
+            if not self.store.pending_generations(self.name):
+                self.store.want_generation(self.name, False)
         except Exception as failure:  # reported through state(); the thread must not die silently
             error = f"{type(failure).__name__}: {failure}"
         with self._lock:

@@ -111,6 +111,11 @@ CREATE TABLE IF NOT EXISTS campaign_claims (
 );
 CREATE INDEX IF NOT EXISTS campaign_claims_live ON campaign_claims (campaign, state, expires_at);
 CREATE INDEX IF NOT EXISTS campaign_claims_who ON campaign_claims (campaign, identity_kind, identity_id, state);
+CREATE TABLE IF NOT EXISTS campaign_jobs (
+    campaign TEXT PRIMARY KEY,
+    wanted INTEGER NOT NULL CHECK (wanted IN (0, 1)),
+    updated_at TEXT NOT NULL
+);
 """
 
 # The queue in one query: ready items not yet done, not already judged or skipped by this person, whose judgements
@@ -384,6 +389,21 @@ class CampaignStore:
         work = [(item, setup) for item in items for setup in campaign.setups if (item.id, setup.name) not in done]
         setup_order = {setup.name: n for n, setup in enumerate(campaign.setups)}
         return sorted(work, key=lambda pair: (first_seen[pair[0].sha256], setup_order[pair[1].name]))
+
+    def want_generation(self, name: str, wanted: bool = True) -> None:
+        """Remember that campaign `name`'s answers should be generated (until done), so an app that was killed
+        while generating takes the job up again when it restarts."""
+        self.campaign(name)
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT INTO campaign_jobs VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET wanted = excluded.wanted, "
+                "updated_at = excluded.updated_at",
+                (name, int(bool(wanted)), _now_iso()),
+            )
+
+    def wanted_generations(self) -> list[str]:
+        """Campaigns whose generation was asked for and has not finished, oldest request first."""
+        return [row[0] for row in self._read("SELECT campaign FROM campaign_jobs WHERE wanted = 1 ORDER BY updated_at")]
 
     # -- progress -------------------------------------------------------------------------------------------------
 

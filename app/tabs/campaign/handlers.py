@@ -151,7 +151,8 @@ def generation_markdown(studio: Studio, name: str | None) -> str:
     status = studio.campaigns.status(name)
     state = studio.runner(name).state()
     total, done, failed = status["generations_total"], status["generated"], status["failed"]
-    line = f"Generated **{done} / {total}**" + (f" · {failed} failed" if failed else "")
+    bar = f'<progress value="{done + failed}" max="{max(total, 1)}" style="width: 100%"></progress>\n\n'
+    line = bar + f"Generated **{done} / {total}**" + (f" · {failed} failed" if failed else "")
     if state["running"]:
         eta = state.get("eta_s")
         line += " · running" + (f", about {eta:.0f} s left" if eta else "")
