@@ -15,7 +15,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, isolated_environment, launched, serving_app, start_app_process, wait_until_serving
+from conftest import (
+    ROOT,
+    free_port,
+    isolated_environment,
+    launched,
+    serving_app,
+    start_app_process,
+    wait_until_serving,
+)
 from gradio_client import Client
 
 from app.access.identity import AccessConfig

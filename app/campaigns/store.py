@@ -403,7 +403,8 @@ class CampaignStore:
 
     def wanted_generations(self) -> list[str]:
         """Campaigns whose generation was asked for and has not finished, oldest request first."""
-        return [row[0] for row in self._read("SELECT campaign FROM campaign_jobs WHERE wanted = 1 ORDER BY updated_at")]
+        rows = self._read("SELECT campaign FROM campaign_jobs WHERE wanted = 1 ORDER BY updated_at")
+        return [row[0] for row in rows]
 
     # -- progress -------------------------------------------------------------------------------------------------
 
