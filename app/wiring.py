@@ -21,6 +21,7 @@ from app.settings import Settings
 from app.studio import Studio
 
 MODEL_GROUP = {"concurrency_id": "model", "concurrency_limit": 1}
+FRAMES_LABEL = "Also put the judged answers' frames in an `images` column (TRL vision-language DPO / KTO; slower)"
 EXPORT_GROUP = {"concurrency_id": "export", "concurrency_limit": 1}
 LIGHT = {"concurrency_limit": 8}  # votes and views: many at once (the store serializes its writes)
 HIDDEN = {"api_visibility": "undocumented"}  # UI gestures (clock ticks, selections): callable, not in the API docs

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -1059,3 +1059,18 @@ def _decord_available() -> bool:
 
 def _is_decode_failure(error: VideoError) -> bool:
     return isinstance(error.__cause__, av.error.FFmpegError)
+
+
+def frames_at(path: str | os.PathLike, timestamps_s: Sequence[float], max_side: int | None = None) -> Frames:
+    """The frames nearest to given times (seconds from the start), e.g. the frames an answer was given, again;
+    upright and downsized like `sample_frames`. Times past the end give no frame."""
+    path = os.fspath(path)
+    limits = VideoLimits.from_env()
+    _check_file(path, limits)
+    with _open_container(path) as container:
+        stream = _select_video_stream(container, path)
+        metadata = _read_metadata(container, stream, path, limits)
+        targets = np.clip(np.asarray(sorted(float(t) for t in timestamps_s), dtype=np.float64), 0, None)
+        plan = _plan(targets, target_tolerances(targets, metadata.duration_s), metadata.keyframe_times, True)
+        pixels, times, indices, info = _sample_pyav(container, stream, metadata, path, plan, max_side, limits)
+    return Frames(pixels=pixels, indices=indices, timestamps_s=times.astype(np.float64), info=info)

@@ -20,6 +20,7 @@ from app.campaigns.generate import run_campaign
 from app.campaigns.manifest import Item, ManifestError, Setup, load_manifest, load_setups
 from app.campaigns.results import campaign_results
 from app.campaigns.store import KINDS, CampaignStore
+from app.data.frame_images import DEFAULT_FRAMES
 from app.data.store import DATA_DIR_ENV
 from models.base import ModelUnavailableError
 
@@ -37,7 +38,7 @@ people until every item has k judgements, then exported as TRL DPO / KTO data.
   run NAME                      generate every missing answer (prints progress; resumes where it stopped)
   status NAME                   print the campaign's status as JSON
   results NAME                  print agreement, ranking and win rates as JSON
-  export NAME --format dpo|kto|jsonl [--out DIR]
+  export NAME --format dpo|kto|jsonl [--out DIR] [--images [N]]
 
 {INPUTS}
 Every command takes --data-dir (default ${DATA_DIR_ENV} or ./data) and works while the app runs on it.
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("name", help="campaign name")
     export.add_argument("--format", choices=FORMATS, required=True, help="dpo pairs, kto rows or every judgement")
     export.add_argument("--out", type=Path, help="folder to write into (default: a new one under DATA_DIR/exports)")
+    export.add_argument(
+        "--images",
+        type=int,
+        nargs="?",
+        const=DEFAULT_FRAMES,
+        metavar="N",
+        help=f"dpo / kto: add the judged answer's frames (at most N, default {DEFAULT_FRAMES}) as an `images` "
+        "column, and a `datasets` folder for TRL's vision-language trainers",
+    )
     return parser
 
 
@@ -136,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "results":
                 print(json.dumps(campaign_results(store, args.name), indent=2))
             else:
-                print(export_campaign(store, args.name, args.format, args.out))
+                print(export_campaign(store, args.name, args.format, args.out, images=args.images))
     except ManifestError as error:
         print(f"error: {len(error.problems)} problem(s) in the campaign's input:", file=sys.stderr)
         print("\n".join(f"  {problem}" for problem in error.problems), file=sys.stderr)

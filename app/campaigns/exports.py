@@ -29,6 +29,7 @@ from app.data.exports import (
     kto_rows,
     resolve_export_dir,
 )
+from app.data.frame_images import add_images, vision_card_lines, write_vision_dataset
 
 FORMATS = ("dpo", "kto", "jsonl")
 MAJORITY_RULES = (
@@ -42,12 +43,19 @@ MAJORITY_RULES = (
 )
 
 
-def export_campaign(store: CampaignStore, name: str, format: str, directory: str | Path | None = None) -> Path:
+def export_campaign(
+    store: CampaignStore, name: str, format: str, directory: str | Path | None = None, images: int | None = None
+) -> Path:
     """Write campaign `name` as `format` (dpo, kto or jsonl) into `directory` (default: a new folder under
     `<data_dir>/exports/`; a given one is used as is, so a web handler should pass it through
-    `app.data.exports.resolve_export_dir` first) with a README.md dataset card. Returns the data file's path."""
+    `app.data.exports.resolve_export_dir` first) with a README.md dataset card. Returns the data file's path.
+
+    `images`: also put up to that many of the judged answer's frames in an `images` column and write the rows as a
+    `datasets` folder `<name>-<format>-images/` for TRL's vision-language trainers (`app.data.frame_images`)."""
     if format not in FORMATS:
         raise ValueError(f"unknown campaign export format {format!r}; use one of {', '.join(FORMATS)}")
+    if images is not None and format == "jsonl":
+        raise ValueError("the images column is for the dpo and kto formats")
     campaign = store.campaign(name)
     if format == "dpo" and campaign.kind != "pairwise":
         raise ValueError(f"DPO pairs come from pairwise campaigns; {name!r} is a {campaign.kind} campaign")
@@ -56,9 +64,13 @@ def export_campaign(store: CampaignStore, name: str, format: str, directory: str
     context = _Context(store, campaign)
     rows = {"dpo": context.dpo, "kto": context.kto, "jsonl": context.judgement_rows}[format]()
     path = folder / f"{name}-{format}.jsonl"
+    vision = None
+    if images is not None:
+        vision = add_images(rows, folder, lambda row: Path(row["video"]), kind=format, max_frames=images)
+        write_vision_dataset(rows, folder, folder / f"{name}-{format}-images", format)
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    card = dataset_card(campaign, format, path.name, len(rows), campaign_results(store, name))
+    card = dataset_card(campaign, format, path.name, len(rows), campaign_results(store, name), vision)
     (folder / "README.md").write_text(card, encoding="utf-8")
     return path
 
@@ -186,7 +198,14 @@ def _unit_of(row: dict[str, Any], kind: str) -> tuple:
     return (row["item_id"], *sorted((row["setup_a"], row["setup_b"])))
 
 
-def dataset_card(campaign: Campaign, format: str, filename: str, rows: int, results: dict[str, Any]) -> str:
+def dataset_card(
+    campaign: Campaign,
+    format: str,
+    filename: str,
+    rows: int,
+    results: dict[str, Any],
+    vision: dict[str, int] | None = None,
+) -> str:
     """The README.md of a campaign export: what the campaign was, the agreement figures and the ranking."""
     agreement = results["agreement"]
 
@@ -235,4 +254,6 @@ def dataset_card(campaign: Campaign, format: str, filename: str, rows: int, resu
             for r in results["ranking"]
         ]
     lines += ["", "## How labels were made", "", MAJORITY_RULES, ""]
+    if vision is not None:
+        lines += [*vision_card_lines(f"{campaign.name}-{format}-images", vision), ""]
     return "\n".join(lines)

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.data.frame_images import add_images, write_vision_dataset
 from app.data.store import COLUMNS, SIDE_FIELDS, AnnotationStore
 
 EXPORTS_DIRNAME = "exports"
@@ -307,9 +308,14 @@ def export_all(
     formats: Iterable[str] = FORMATS,
     include_videos: bool = True,
     make_zip: bool = True,
+    images_frames: int | None = None,
 ) -> ExportResult:
     """Write the chosen formats (default: all) from one snapshot of the store, plus the dataset card, the kept
-    videos (hard-linked, else copied) and a zip of it all. Returns the paths and the counts that went in."""
+    videos (hard-linked, else copied) and a zip of it all. Returns the paths and the counts that went in.
+
+    `images_frames`: with dpo / kto, also write `trl/dpo_images.jsonl` and `trl/dpo_images/` (a `datasets` folder;
+    likewise for kto) whose `images` column holds up to that many frames of the judged answer, for TRL's
+    vision-language trainers (`app.data.frame_images`)."""
     wanted = list(dict.fromkeys(formats))
     unknown = [fmt for fmt in wanted if fmt not in FORMATS]
     if unknown:
@@ -336,6 +342,8 @@ def export_all(
     if "kto" in wanted:
         result.files["kto_jsonl"] = _write_jsonl(directory / "trl" / "kto.jsonl", kto)
         result.files["kto_parquet"] = _write_parquet(directory / "trl" / "kto.parquet", kto, KTO_SCHEMA)
+    if images_frames is not None:
+        _write_vision_files(store, directory / "trl", {"dpo": dpo, "kto": kto}, wanted, images_frames, result)
     card = dataset_card(counts, [path.relative_to(directory).as_posix() for path in result.files.values()])
     if "datasets" in wanted:
         result.files["datasets"] = _write_datasets_folder(directory / "dataset", table_rows, card)
@@ -345,6 +353,29 @@ def export_all(
     if make_zip:
         result.files["zip"] = _write_zip(directory, directory / f"{directory.name}.zip")
     return result
+
+
+def _write_vision_files(
+    store: AnnotationStore,
+    folder: Path,
+    rows: dict[str, list[dict[str, Any]]],
+    wanted: list[str],
+    max_frames: int,
+    result: ExportResult,
+) -> None:
+    """The dpo / kto rows again with an `images` column, as JSONL and as a `datasets` folder."""
+
+    def locate(row: dict[str, Any]) -> Path | None:
+        return store.ensure_video(row["video"]) if row.get("video") else None
+
+    for kind in ("dpo", "kto"):
+        if kind not in wanted:
+            continue
+        copies = [dict(row) for row in rows[kind]]
+        folder.mkdir(parents=True, exist_ok=True)
+        add_images(copies, folder, locate, kind=kind, max_frames=max_frames)
+        result.files[f"{kind}_images_jsonl"] = _write_jsonl(folder / f"{kind}_images.jsonl", copies)
+        result.files[f"{kind}_images"] = write_vision_dataset(copies, folder, folder / f"{kind}_images", kind)
 
 
 def _table_row(record: dict[str, Any]) -> dict[str, Any]:

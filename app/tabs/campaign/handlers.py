@@ -9,6 +9,7 @@ page's state ({campaign, item_id, kind}); which setup stands behind slot A or B 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.access.policies import may
 from app.campaigns.exports import export_campaign
 from app.campaigns.manifest import ManifestError, load_manifest, load_setups
 from app.campaigns.results import campaign_results
+from app.data.frame_images import DEFAULT_FRAMES
 from app.studio import REFUSALS, Studio
 from app.tabs.campaign.figures import ranking_figure, tokens_figure, win_rate_figure
 from app.text import escape_html, plain
@@ -199,13 +201,19 @@ def _summary_markdown(agreement: dict[str, Any], progress: dict[str, Any], ranki
     return "\n".join(lines)
 
 
-def export(studio: Studio, who: Identity, name: str | None, format: str) -> dict[str, Any]:
+def export(studio: Studio, who: Identity, name: str | None, format: str, frames: bool = False) -> dict[str, Any]:
+    """The campaign as one file; with `frames`, a zip of the export folder (the JSONL, its frames and the
+    `datasets` folder TRL's vision-language trainers read)."""
     try:
         studio.admit(who, "export")
         if not name:
             raise ValueError("pick a campaign first")
-        path = export_campaign(studio.campaigns, name, format)  # a fresh folder under <data_dir>/exports/
+        images = DEFAULT_FRAMES if frames and format != "jsonl" else None
+        path = export_campaign(studio.campaigns, name, format, images=images)  # a fresh folder under exports/
+        if images is not None:
+            path = Path(shutil.make_archive(str(path.parent), "zip", root_dir=path.parent))
     except REFUSALS as error:
         return {"warning": str(error)}
-    studio.store.audit(who.key, "export", {"campaign": name, "format": format})
-    return {"campaign_file": str(path), "admin_status": f"✅ Exported {plain(name)} as {format}."}
+    studio.store.audit(who.key, "export", {"campaign": name, "format": format, "images": images})
+    with_frames = f" with {images} frames per row" if images else ""
+    return {"campaign_file": str(path), "admin_status": f"✅ Exported {plain(name)} as {format}{with_frames}."}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.tabs.campaign import handlers as campaign
-from app.wiring import EXPORT_GROUP, LIGHT, Panel, Shared, identity_of
+from app.wiring import EXPORT_GROUP, FRAMES_LABEL, LIGHT, Panel, Shared, identity_of
 
 QUEUE_OUTPUTS = ["item", "item_video", "item_question", "answer_a", "answer_b", "score", "guidelines", "queue_status"]
 JUDGE_OUTPUTS = [*QUEUE_OUTPUTS, "item_reason"]
@@ -89,6 +89,7 @@ def _admin(p: Panel) -> None:
         p["tokens_plot"] = gr.Plot(show_label=False, elem_id="campaign-tokens")
     with gr.Row():
         p["export_format"] = gr.Radio(["dpo", "kto", "jsonl"], value="dpo", label="Export as")
+        p["export_frames"] = gr.Checkbox(False, label=FRAMES_LABEL, elem_id="campaign-export-frames")
         p["export_go"] = gr.Button("Export campaign", elem_id="campaign-export")
         p["campaign_file"] = gr.File(label="Campaign export", interactive=False)
     p["poll"] = gr.Timer(POLL_S, active=False)  # ticks only while this page's generation job runs
@@ -150,8 +151,8 @@ def _wire_admin(shared: Shared, p: Panel) -> None:
     def on_results(name, request: gr.Request):
         return p.updates(RESULT_OUTPUTS, campaign.results(studio, identity_of(studio, request), name))
 
-    def on_export(name, format, request: gr.Request):
-        out = campaign.export(studio, identity_of(studio, request), name, format)
+    def on_export(name, format, frames, request: gr.Request):
+        out = campaign.export(studio, identity_of(studio, request), name, format, frames)
         return p.updates(["campaign_file", "admin_status"], out)
 
     create_in = [p[n] for n in ("new_name", "new_manifest", "new_setups", "new_k", "new_kind", "new_guidelines",
@@ -162,5 +163,6 @@ def _wire_admin(shared: Shared, p: Panel) -> None:
     p["poll"].tick(on_poll, p["campaign"], progress_out, api_name="campaign_progress",
                    api_visibility="undocumented", show_progress="hidden")  # fmt: skip
     p["refresh_results"].click(on_results, p["campaign"], p.components(RESULT_OUTPUTS), api_name="campaign_results")
-    p["export_go"].click(on_export, [p["campaign"], p["export_format"]], [p["campaign_file"], p["admin_status"]],
+    export_in = [p["campaign"], p["export_format"], p["export_frames"]]
+    p["export_go"].click(on_export, export_in, [p["campaign_file"], p["admin_status"]],
                          api_name="campaign_export", **EXPORT_GROUP)  # fmt: skip

@@ -23,6 +23,7 @@ from app.data.exports import (
     preview_dataframe,
     summary_counts,
 )
+from app.data.frame_images import DEFAULT_FRAMES
 from app.data.hub_sync import push_to_hub
 from app.session import Session
 from app.studio import Studio
@@ -79,14 +80,15 @@ DOWNLOADS = {
 }
 
 
-def export_data(studio: Studio, session: Session, who: Identity) -> dict[str, Any]:
-    """Write every format from one snapshot of the store into a fresh folder under <data_dir>/exports/ (admins)."""
+def export_data(studio: Studio, session: Session, who: Identity, frames: bool = False) -> dict[str, Any]:
+    """Write every format from one snapshot of the store into a fresh folder under <data_dir>/exports/ (admins);
+    `frames`: the DPO / KTO rows also with the judged answers' frames as an `images` column (TRL vision)."""
     try:
         studio.admit(who, "export")
     except PermissionError as error:
         return {"warning": str(error), "export_status": f"🔒 {plain(str(error))}."}
     try:
-        result = export_all(studio.store)
+        result = export_all(studio.store, images_frames=DEFAULT_FRAMES if frames else None)
     except (ValueError, OSError) as error:
         return {"warning": f"Export failed: {error}"}
     studio.store.audit(who.key, "export", {"directory": result.directory.name, "records": result.counts["total"]})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.tabs.export import handlers as exporting
-from app.wiring import EXPORT_GROUP, HIDDEN, LIGHT, Panel, Shared, identity_of
+from app.wiring import EXPORT_GROUP, FRAMES_LABEL, HIDDEN, LIGHT, Panel, Shared, identity_of
 
 EXPORT_OUTPUTS = ["export_status", "export_files", "session", "export_counts", "export_preview", *exporting.DOWNLOADS]
 REFRESH_OUTPUTS = ["export_counts", "export_preview", "sync_status"]
@@ -20,6 +20,7 @@ def build(shared: Shared, tab: gr.Tab) -> Panel:
     with gr.Row():
         panel["export_go"] = gr.Button("Export all formats", variant="primary", elem_id="export-run")
         panel["export_refresh"] = gr.Button("Refresh counts", elem_id="export-refresh")
+    panel["export_frames"] = gr.Checkbox(False, label=FRAMES_LABEL, elem_id="export-frames")
     panel["export_status"] = gr.Markdown("", elem_id="export-status")
     with gr.Row(elem_id="download-row"):
         for name, (_key, label) in exporting.DOWNLOADS.items():
@@ -48,8 +49,9 @@ def build(shared: Shared, tab: gr.Tab) -> Panel:
 def _wire(shared: Shared, panel: Panel, tab: gr.Tab) -> None:
     p, studio = panel, shared.studio
 
-    def on_export(session, request: gr.Request):
-        return p.updates(EXPORT_OUTPUTS, exporting.export_data(studio, session, identity_of(studio, request)))
+    def on_export(session, frames, request: gr.Request):
+        out = exporting.export_data(studio, session, identity_of(studio, request), frames)
+        return p.updates(EXPORT_OUTPUTS, out)
 
     def on_refresh(request: gr.Request):
         return p.updates(REFRESH_OUTPUTS, exporting.refresh_export(studio, identity_of(studio, request)))
@@ -58,7 +60,8 @@ def _wire(shared: Shared, panel: Panel, tab: gr.Tab) -> None:
         return p.updates(["hub_status"], exporting.push_export(studio, session, identity_of(studio, request), repo))
 
     refresh_out = p.components(REFRESH_OUTPUTS)
-    p["export_go"].click(on_export, p["session"], p.components(EXPORT_OUTPUTS), api_name="export_all", **EXPORT_GROUP)
+    export_in = [p["session"], p["export_frames"]]
+    p["export_go"].click(on_export, export_in, p.components(EXPORT_OUTPUTS), api_name="export_all", **EXPORT_GROUP)
     p["export_refresh"].click(on_refresh, None, refresh_out, api_name="refresh_export", **LIGHT)
     tab.select(on_refresh, None, refresh_out, api_name="open_export_tab", **HIDDEN, **LIGHT)
     p["hub_push"].click(
