@@ -12,6 +12,7 @@ import numpy as np
 
 from models.base import EncodeParams, GenerationParams, ModelUnavailableError
 from models.compression import COMPRESSORS
+from models.hub import download_status
 from models.pipeline import MAX_FRAMES
 from models.registry import DEFAULT_MODEL, MODELS, availability, get_spec
 
@@ -115,4 +116,7 @@ def model_info_markdown(name: str) -> str:
     ok, reason = availability(name)
     needs = " + ".join(sorted(spec.needs))
     status = "runs here" if ok else f"cannot run here: {reason}"
+    download = download_status(spec.kwargs.get("repo_id"))
+    if download is not None and not download.finished:
+        status += f" · {download.line()}"
     return f"{spec.description}  \n<small>needs {needs} · {status}</small>"

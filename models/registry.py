@@ -19,13 +19,14 @@ import importlib.util
 import json
 import os
 import threading
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from models.base import EncodeParams, ModelUnavailableError, VideoLLM
 from models.compression import GRID_COMPRESSORS, PLANNER_COMPRESSORS
-from models.hub import hub_offline
+from models.hub import OFF_VALUES, hub_answers, hub_offline
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,11 @@ SMOLVLM2_CPU = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 
 
 def default_model_name() -> str:
-    """The model the studio starts with: SmolVLM2-256M on a CPU Space that can get it (hub access, or already in
-    the HF cache); the embedded default everywhere else (offline, laptops, GPU Spaces choose in the menu)."""
-    if os.environ.get("SPACE_ID") and not _has_gpu() and availability(SMOLVLM2_CPU)[0]:
-        return SMOLVLM2_CPU
-    return DEFAULT_MODEL
+    """The model the studio starts with on a CPU: SmolVLM2-256M where the hub answers (or on a Space that has it in
+    its HF cache); the embedded default offline and on a GPU (GPU machines choose in the menu)."""
+    if _has_gpu() or not (_hub_reachable() or os.environ.get("SPACE_ID")):
+        return DEFAULT_MODEL
+    return SMOLVLM2_CPU if availability(SMOLVLM2_CPU)[0] else DEFAULT_MODEL
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -119,7 +120,7 @@ MODELS: dict[str, ModelSpec] = {
     SMOLVLM2_CPU: ModelSpec(
         loader="models.hf:load",
         description="SmolVLM2 256M Video Instruct: 64 tokens per frame with per-frame timestamps. Runs on a CPU; "
-        "the default on a CPU Space with hub access.",
+        "the CPU default where the hub answers.",
         defaults=EncodeParams(num_frames=8),
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": SMOLVLM2_CPU},
@@ -155,10 +156,14 @@ def _has_gpu() -> bool:
 
 
 def _hub_reachable() -> bool:
-    """Hub access is a setting, not a probe: offline flags win; otherwise a token or SPACE_ID says we are online."""
+    """Offline switches win; then STUDIO_ASSUME_HUB says so without asking (set: yes; "0", "false", "no", "off":
+    no), and so does SPACE_ID (a Space is online); otherwise the start-up probe's answer (`models.hub.check_hub`)."""
     if hub_offline():
         return False
-    return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_ASSUME_HUB"))
+    assume = os.environ.get("STUDIO_ASSUME_HUB", "").strip().lower()
+    if assume:
+        return assume not in OFF_VALUES
+    return bool(os.environ.get("SPACE_ID")) or hub_answers()
 
 
 def _in_hub_cache(repo_id: str | None) -> bool:
@@ -182,6 +187,11 @@ def availability(name: str) -> tuple[bool, str]:
     if not missing:
         return True, ""
     return False, "needs " + " and ".join(missing)
+
+
+def is_loaded(name: str) -> bool:
+    """Whether `load_model(name)` would return at once (it was loaded before in this process)."""
+    return name in _loaded
 
 
 def load_model(name: str) -> VideoLLM:
@@ -294,10 +304,9 @@ def _entries_from_file(path: Path) -> list[tuple[str | None, str]]:
     text = path.read_text()
     if path.suffix.lower() == ".toml":
         try:
-            import tomllib
-        except ModuleNotFoundError as error:  # Python 3.10
-            raise LocalModelError("TOML model files need Python 3.11+; use a .json file instead") from error
-        data = tomllib.loads(text)
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise LocalModelError(f"{path} is not valid TOML ({error})") from error
     else:
         try:
             data = json.loads(text)
