@@ -37,6 +37,8 @@ class ModelSpec:
     needs: frozenset[str]  # subset of {"cpu", "gpu", "offline", "hub"}
     kwargs: dict[str, Any] = field(default_factory=dict)
     compressors: tuple[str, ...] = ("official",)  # keys of models.compression.COMPRESSORS; the first is the default
+    family: str = ""  # the model family, as the README's models table names it
+    size: str = ""  # parameters, as the model card states them
 
 
 DEFAULT_MODEL = "slowfast-lite"
@@ -59,6 +61,8 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"cpu", "offline"}),
         compressors=PLANNER_COMPRESSORS,
+        family="Embedded Slow-Fast (language space)",
+        size="135M LLM + 5M tower + 22M retriever",
     ),
     "slowfast-mllm-7b-f64-s1t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -67,6 +71,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame64-s1t4"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     "slowfast-mllm-7b-f96-s1t6": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -75,6 +81,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame96-s1t6"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     "slowfast-mllm-7b-f128-s2t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -83,6 +91,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame128-s2t4"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
     "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
@@ -92,6 +102,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-3B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="Qwen2.5-VL",
+        size="3B",
     ),
     "Qwen/Qwen2.5-VL-7B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -100,6 +112,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-7B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="Qwen2.5-VL",
+        size="7B",
     ),
     "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -108,6 +122,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"},
         compressors=GRID_COMPRESSORS,
+        family="LLaVA-OneVision",
+        size="0.5B",
     ),
     "llava-hf/llava-onevision-qwen2-7b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -116,6 +132,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-7b-ov-hf"},
         compressors=GRID_COMPRESSORS,
+        family="LLaVA-OneVision",
+        size="7B",
     ),
     SMOLVLM2_CPU: ModelSpec(
         loader="models.hf:load",
@@ -125,6 +143,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": SMOLVLM2_CPU},
         compressors=GRID_COMPRESSORS,
+        family="SmolVLM2",
+        size="256M",
     ),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -133,9 +153,12 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "HuggingFaceTB/SmolVLM2-2.2B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="SmolVLM2",
+        size="2.2B",
     ),
 }
 
+BUILTIN_MODELS = tuple(MODELS)  # the entries above, before any local folder joins
 _loaded: dict[str, VideoLLM] = {}
 _lock = threading.Lock()
 
@@ -283,6 +306,8 @@ def register_local_model(path: str | os.PathLike, name: str | None = None) -> st
         needs=frozenset({"gpu" if size > GPU_WEIGHTS_BYTES else "cpu", "offline"}),
         kwargs={**family.kwargs, "repo_id": str(folder)},
         compressors=family.compressors,
+        family=family.label,
+        size=f"{size / 1e9:.2f} GB of weights",
     )
     with _lock:
         existing = MODELS.get(name)
