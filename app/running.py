@@ -8,6 +8,7 @@ reaches Gradio; `compression_dict` is the plan a model applied, as the plain JSO
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -153,7 +154,8 @@ def stream_answer(
             stream.close()
             offer(("done", None))
 
-    worker = threading.Thread(target=work, name="model-stream", daemon=True)
+    # the worker runs in this request's context: ZeroGPU's `spaces` reads the visitor's request from it for quotas
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="model-stream", daemon=True)
     worker.start()
     try:
         while True:

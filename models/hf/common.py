@@ -96,7 +96,8 @@ def _encode_on_device(model_name: str, frames: Frames, compressor: str, budget_p
 
 def _generate_seconds(model_name: str, payload, history, question, params: GenerationParams, *args, **kwargs) -> int:
     """ZeroGPU calls this with `_generate_on_device`'s own arguments: the prompt is about the visual tokens plus
-    the conversation's text (a generous 2 characters a token), the answer at most `max_new_tokens`."""
+    the conversation's text (a generous 2 characters a token), the answer at most `max_new_tokens`, and the
+    attention pass when asked (a video's only), counted as SCORED_ANSWER_TOKENS more steps."""
     want_attention = bool(args[0] if args else kwargs.get("want_attention", False))
     text = sum(len(str(message.get("content", ""))) for message in history) + len(question)
     visual = len(payload.visual) if payload is not None else 0

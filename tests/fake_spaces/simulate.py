@@ -38,7 +38,7 @@ def load_tiny(family: str, folder: Path):
         from models.slowfast.testing import random_model, tiny_config, write_checkpoint
 
         write_checkpoint(random_model(tiny_config(), seed=0), folder)
-        return load("tiny-slowfast", repo_id=str(folder), device="cpu")
+        return load("tiny-slowfast", repo_id=str(folder), device="auto")  # CUDA where there is one
     from models.hf import FAMILY_MODULES
     from models.hf.testing import write_tiny_checkpoint
 
