@@ -174,7 +174,6 @@ class HFVideoLLM:
         self.video_settings = video_settings
         self.chat_template = chat_template
         self.stop_token_ids = stop_token_ids
-        self.device = next(model.parameters()).device
         self.decode_max_side = 640
         self._lock = threading.RLock()  # one generation at a time per model (the cache is shared state)
         self._session: dict[str, Any] | None = None  # the KV cache of the last conversation
@@ -183,6 +182,11 @@ class HFVideoLLM:
         self.cache_stats = {"reused_tokens": 0, "fed_tokens": 0}
         self._specials = [str(t) for t in tokenizer.all_special_tokens] + list(self._extra_specials())
         register_live(name, self, model)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are now: read at each use, because on ZeroGPU they move to the GPU only inside a task."""
+        return next(self.model.parameters()).device
 
     # ---- hooks -------------------------------------------------------------------------------------------------
 
