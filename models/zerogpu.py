@@ -3,14 +3,16 @@
 On a ZeroGPU Space (`SPACES_ZERO_GPU` set and the `spaces` package installed) `gpu_task` hands the function to
 `spaces.GPU(duration=...)` at import time, as ZeroGPU requires. ZeroGPU then attaches a GPU for each call and runs it
 in a forked worker, pickling the arguments in and the result (each yielded item, for a generator) out: a task takes
-plain data and CPU tensors, finds its model by name (`live_model`; adapters `register_live` themselves, since the
-model object stays in the main process), and `gpu_task` moves whatever it returns or yields to the CPU before it
-crosses. Anything the task leaves on the adapter (a KV cache, counters) stays in the worker: what the caller needs
-must be returned. Elsewhere `gpu_task` returns the function untouched and everything runs in-process.
+plain data and CPU tensors, finds its model by name (its first argument; adapters `register_live` themselves, since
+the model object stays in the main process), and `gpu_task` moves whatever it returns or yields to the CPU before
+it crosses; each model gets its own `spaces.GPU` function, hence a worker forked after the model was loaded.
+Anything the task leaves on the adapter (a KV cache, counters) stays in the worker: what the caller needs must be
+returned. Elsewhere `gpu_task` returns the function untouched and everything runs in-process.
 
 ZeroGPU queues a visitor by the seconds a call asks for and kills the call when they run out (mid-answer), so a
 task's `duration` is a function of the task's own arguments (ZeroGPU calls it with them) built on `gpu_seconds`:
-a fixed cost plus the tower's pixels, the prompt to read and the tokens to write, scaled by the model's size.
+attaching the GPU and moving the weights in, plus the tower's pixels, the prompt to read and the tokens to write,
+all but the attach scaled by the model's size.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib.util
 import inspect
 import math
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -121,29 +124,52 @@ def _to_cpu(value: Any, seen: dict[int, Any]) -> Any:
     return value
 
 
+def _cpu_outputs(function: Callable) -> Callable:
+    """`function` with what it returns (or each item it yields) moved to the CPU; generator functions stay ones."""
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def stream(*args, **kwargs):
+            for item in function(*args, **kwargs):
+                yield to_cpu(item)
+
+        return stream
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        return to_cpu(function(*args, **kwargs))
+
+    return call
+
+
 def gpu_task(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
-    """Decorate a function that runs on the GPU: `spaces.GPU(duration=duration)` on ZeroGPU, whose outputs are moved
-    to the CPU before they leave the worker; the function itself elsewhere. A callable `duration` gets the call's
-    arguments and returns its seconds. Generator functions stay generator functions (ZeroGPU streams their items)."""
+    """Decorate a function of (model_name, ...) that runs on the GPU: on ZeroGPU, `spaces.GPU(duration=duration)`
+    with its outputs moved to the CPU before they leave the worker; the function itself elsewhere. A callable
+    `duration` gets the call's arguments and returns its seconds.
+
+    Each model gets its own `spaces.GPU` function, so its own ZeroGPU worker: ZeroGPU forks a worker at a function's
+    first call and reuses it, and a worker forked before a model was loaded does not hold that model. The first
+    one is made at import (ZeroGPU wants its GPU functions declared at start-up) and serves the first model."""
 
     def decorate(function: Callable) -> Callable:
         if not on_zero_gpu():
             return function
         import spaces
 
-        if inspect.isgeneratorfunction(function):
+        def declare() -> Callable:
+            return spaces.GPU(duration=duration)(_cpu_outputs(function))
 
-            @functools.wraps(function)
-            def task(*args, **kwargs):
-                for item in function(*args, **kwargs):
-                    yield to_cpu(item)
+        per_model: dict[str, Callable] = {}
+        first = declare()
+        lock = threading.Lock()
 
-        else:
+        @functools.wraps(function)
+        def task(model_name: str, *args, **kwargs):
+            with lock:
+                if model_name not in per_model:
+                    per_model[model_name] = declare() if per_model else first
+            return per_model[model_name](model_name, *args, **kwargs)
 
-            @functools.wraps(function)
-            def task(*args, **kwargs):
-                return to_cpu(function(*args, **kwargs))
-
-        return spaces.GPU(duration=duration)(task)
+        return task
 
     return decorate

@@ -176,23 +176,38 @@ def test_off_zero_gpu_the_wrapper_leaves_the_function_alone(monkeypatch):
 
 def test_on_zero_gpu_the_wrapper_moves_outputs_to_the_cpu_and_sizes_each_call(spaces, monkeypatch):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(spaces, "DECORATED", [])
     assert zerogpu.on_zero_gpu()
 
-    @zerogpu.gpu_task(duration=lambda frames: gpu_seconds(frames=frames))
-    def encode(frames):
+    @zerogpu.gpu_task(duration=lambda model_name, frames: gpu_seconds(frames=frames))
+    def encode(model_name, frames):
         return {"tokens": OffCpu(), "frames": frames}  # a CUDA result, as the worker would make it
 
-    @zerogpu.gpu_task(duration=lambda n: gpu_seconds(new_tokens=n))
-    def decode(n):
+    @zerogpu.gpu_task(duration=lambda model_name, n: gpu_seconds(new_tokens=n))
+    def decode(model_name, n):
         for _ in range(n):
             yield "token", OffCpu()
 
-    assert encode(8) == {"tokens": "moved", "frames": 8}
-    assert list(decode(2)) == [("token", "moved"), ("token", "moved")]
-    encode(128)
+    assert len(spaces.DECORATED) == 2  # declared at import, as ZeroGPU wants
+    assert encode("m", 8) == {"tokens": "moved", "frames": 8}
+    assert list(decode("m", 2)) == [("token", "moved"), ("token", "moved")]
+    encode("m", 128)
     (first, streamed, second) = spaces.CALLS
     assert first.function.endswith("encode") and streamed.function.endswith("decode")
     assert first.duration < second.duration
+    assert len(spaces.DECORATED) == 2  # the first model uses the functions declared at import
+
+
+def test_each_model_gets_its_own_zero_gpu_function_so_its_own_worker(spaces, monkeypatch):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(spaces, "DECORATED", [])
+
+    @zerogpu.gpu_task(duration=30)
+    def encode(model_name):
+        return model_name
+
+    assert [encode("a"), encode("a"), encode("b"), encode("a"), encode("b")] == ["a", "a", "b", "a", "b"]
+    assert len(spaces.DECORATED) == 2  # one at import (serving "a"), one when "b" first called
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """A stand-in for Hugging Face's `spaces` package, for simulating a ZeroGPU Space on a CPU.
 
-`GPU(duration=...)` decorates like the real one (bare, or with a fixed or callable duration). Each call is recorded
-in `CALLS` (the function's name and the seconds it asked for, the callable evaluated on the call's own arguments),
-and it behaves like ZeroGPU's process boundary: arguments and results (each item, for a generator) are pickled and
-unpickled, and any tensor on a device other than the CPU in them raises `BoundaryError`. On ZeroGPU a CUDA tensor
-that leaves the worker cannot be unpickled in the main process; here none can be made, so a tensor on "meta" (or any
-object whose `.device.type` is not "cpu") stands in for one.
+`GPU(duration=...)` decorates like the real one (bare, or with a fixed or callable duration), noting each function
+it is given in `DECORATED`. Each call is recorded in `CALLS` (the function's name and the seconds it asked for, a
+callable duration evaluated on the call's own arguments), and it behaves like ZeroGPU's process boundary: arguments
+and results (each item, for a generator) are pickled and unpickled, and any tensor on a device other than the CPU in
+them raises `BoundaryError`. On ZeroGPU a CUDA tensor that leaves the worker cannot be unpickled in the main
+process; here none can be made, so a tensor on "meta" (or any object whose `.device.type` is not "cpu") stands in
+for one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class BoundaryError(AssertionError):
 
 
 CALLS: list[Call] = []
+DECORATED: list[str] = []  # the name of each function `GPU` was given, once per decoration
 DEFAULT_DURATION = 60
 
 
@@ -76,6 +78,7 @@ def GPU(task=None, *, duration: Any = DEFAULT_DURATION, size: str | None = None)
     if task is None:
         return functools.partial(GPU, duration=duration, size=size)
     name = f"{task.__module__}.{task.__qualname__}"
+    DECORATED.append(name)
 
     if inspect.isgeneratorfunction(task):
 
