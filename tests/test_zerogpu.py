@@ -31,11 +31,12 @@ FAMILIES = ("slowfast", "qwen2_5_vl", "llava_onevision", "smolvlm")
 
 @pytest.fixture
 def spaces(monkeypatch):
-    """The stand-in `spaces` module, importable, with an empty call record."""
+    """The stand-in `spaces` module, importable, with an empty call record (and gone again afterwards)."""
     monkeypatch.syspath_prepend(str(FAKE_SPACES))
     module = importlib.import_module("spaces")
     monkeypatch.setattr(module, "CALLS", [])
-    return module
+    yield module
+    sys.modules.pop("spaces", None)
 
 
 class OffCpu:
