@@ -160,6 +160,7 @@ MODELS: dict[str, ModelSpec] = {
 
 BUILTIN_MODELS = tuple(MODELS)  # the entries above, before any local folder joins
 _loaded: dict[str, VideoLLM] = {}
+_loading: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -217,6 +218,11 @@ def is_loaded(name: str) -> bool:
     return name in _loaded
 
 
+def is_loading(name: str) -> bool:
+    """Whether `load_model(name)` is under way (in the start-up preload or for a question)."""
+    return name in _loading
+
+
 def load_model(name: str) -> VideoLLM:
     """Load (once per process) and return the model registered under `name`."""
     spec = get_spec(name)
@@ -227,8 +233,12 @@ def load_model(name: str) -> VideoLLM:
         if not ok:
             raise ModelUnavailableError(f"{name} cannot run here: it {reason}.")
         module_name, function_name = spec.loader.split(":")
-        loader = getattr(importlib.import_module(module_name), function_name)
-        model = loader(name=name, **spec.kwargs)
+        _loading.add(name)
+        try:
+            loader = getattr(importlib.import_module(module_name), function_name)
+            model = loader(name=name, **spec.kwargs)
+        finally:
+            _loading.discard(name)
         _loaded[name] = model
         return model
 

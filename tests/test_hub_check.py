@@ -257,3 +257,20 @@ def test_python_app_starts_with_smolvlm2_where_the_hub_answers_and_the_embedded_
     text = log.read_text()
     assert "hub: not used (offline: HF_HUB_OFFLINE is set)" in text
     assert f"default model: {registry.DEFAULT_MODEL}" in text
+
+
+def test_the_model_note_follows_a_download_and_stops_refreshing_when_it_ends(monkeypatch):
+    from app.session import Session
+    from app.sidebar import model_note
+
+    download = hub.Download(SMOL, done_bytes=50_000_000, total_bytes=200_000_000)
+    monkeypatch.setitem(hub.DOWNLOADS, SMOL, download)
+    note, refreshing = model_note(Session(model=SMOL))
+    assert f"Downloading {SMOL}: 50 of 200 MB (25%)" in note and refreshing
+    monkeypatch.setattr(registry, "_loading", {SMOL})
+    download.finished = True
+    note, refreshing = model_note(Session(model=SMOL))
+    assert "loading…" in note and refreshing  # downloaded, now being read into memory
+    monkeypatch.setattr(registry, "_loading", set())
+    note, refreshing = model_note(Session(model=SMOL))
+    assert "loading" not in note and "Downloading" not in note and not refreshing
