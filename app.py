@@ -1,4 +1,8 @@
-"""Video-LLM Studio: `python app.py` serves the studio on http://127.0.0.1:7860 with the embedded default model.
+"""Video-LLM Studio: `python app.py` serves the studio on http://127.0.0.1:7860 with a model loaded at start.
+
+At start it asks once (2 s at most) whether the Hugging Face hub answers, unless HF_HUB_OFFLINE is set: where it
+does, the hub checkpoints are enabled and a CPU machine starts with SmolVLM2-256M (downloaded on first start, its
+progress in the log); offline it starts with the embedded default model.
 
 Flags: --data-dir (annotations, kept videos and exports; default $STUDIO_DATA_DIR or ./data), --host, --port,
 --model PATH or NAME=PATH (a downloaded checkpoint folder to add to the model menu; repeatable; also
@@ -20,6 +24,7 @@ from app.access.limits import Limits, rates_from_env
 from app.data.hub_sync import start_hub_sync, sync_off_message
 from app.studio import Studio
 from app.ui import build_demo, data_dir_from, launch_kwargs
+from models.hub import check_hub
 from models.registry import default_model_name, load_local_models_from_env, load_model, register_local_model
 
 log = logging.getLogger("studio")
@@ -106,8 +111,10 @@ def preload(name: str | None = None) -> threading.Thread:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    log.info(check_hub().line())  # once, before anything asks which models can run here
     for name in register_local_models(args.model):
         log.info("local model registered: %s", name)
+    log.info("default model: %s", default_model_name())
     studio = make_studio(args.data_dir, accounts=args.accounts, host=args.host)
     demo = build_demo(studio)
     if not args.no_preload:

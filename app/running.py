@@ -8,6 +8,7 @@ reaches Gradio; `compression_dict` is the plan a model applied, as the plain JSO
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -26,8 +27,9 @@ from models.base import (
     VideoLLM,
     VisualContext,
 )
+from models.hub import download_status
 from models.pipeline import ENCODE_CACHE, encode_video
-from models.registry import MODELS, load_model
+from models.registry import MODELS, get_spec, is_loaded, load_model
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,36 @@ def compression_dict(stats: TokenStats) -> dict[str, Any]:
     }
 
 
+DOWNLOAD_POLL_S = 0.5
+
+
 def load_named_model(name: str, progress: Progress) -> VideoLLM:
+    """The model `name`, loaded now if it is not yet; while its checkpoint downloads (here, or in the start-up
+    preload) the progress bar says how far it got."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; pick one from the list")
+    if is_loaded(name):
+        return load_model(name)
     progress(0.02, desc=f"Loading {name}…")
-    return load_model(name)
+    loaded: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            loaded["model"] = load_model(name)
+        except BaseException as error:  # raised again in the handler's thread
+            loaded["error"] = error
+
+    worker = threading.Thread(target=work, name=f"load-{name}", daemon=True)
+    worker.start()
+    repo_id = get_spec(name).kwargs.get("repo_id")
+    while worker.is_alive():
+        worker.join(DOWNLOAD_POLL_S)
+        download = download_status(repo_id)
+        if download is not None and not download.finished:
+            progress(0.02 + 0.06 * download.fraction, desc=download.line())
+    if "error" in loaded:
+        raise loaded["error"]
+    return loaded["model"]
 
 
 def encode_clip(
@@ -127,7 +154,8 @@ def stream_answer(
             stream.close()
             offer(("done", None))
 
-    worker = threading.Thread(target=work, name="model-stream", daemon=True)
+    # the worker runs in this request's context: ZeroGPU's `spaces` reads the visitor's request from it for quotas
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="model-stream", daemon=True)
     worker.start()
     try:
         while True:

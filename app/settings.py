@@ -12,8 +12,9 @@ import numpy as np
 
 from models.base import EncodeParams, GenerationParams, ModelUnavailableError
 from models.compression import COMPRESSORS
+from models.hub import download_status
 from models.pipeline import MAX_FRAMES
-from models.registry import DEFAULT_MODEL, MODELS, availability, get_spec
+from models.registry import DEFAULT_MODEL, MODELS, availability, get_spec, is_loading
 
 MAX_QUESTION_CHARS = 2_000
 MAX_NEW_TOKENS = 512
@@ -110,9 +111,20 @@ def model_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def model_loading(name: str) -> bool:
+    """Whether `name` is being loaded or its checkpoint downloaded right now (the model note then changes)."""
+    download = download_status(get_spec(name).kwargs.get("repo_id")) if name in MODELS else None
+    return (name in MODELS and is_loading(name)) or (download is not None and not download.finished)
+
+
 def model_info_markdown(name: str) -> str:
     spec = get_spec(name)
     ok, reason = availability(name)
     needs = " + ".join(sorted(spec.needs))
     status = "runs here" if ok else f"cannot run here: {reason}"
+    download = download_status(spec.kwargs.get("repo_id"))
+    if download is not None and not download.finished:
+        status += f" · {download.line()}"
+    elif is_loading(name):
+        status += " · loading…"
     return f"{spec.description}  \n<small>needs {needs} · {status}</small>"

@@ -21,14 +21,16 @@ from app.settings import (
     compressors_for,
     model_choices,
     model_info_markdown,
+    model_loading,
 )
 from app.studio import Studio
 from app.text import plain
-from app.wiring import LIGHT, Panel, Shared
+from app.wiring import HIDDEN, LIGHT, Panel, Shared
 from models.base import ModelUnavailableError
-from models.registry import default_model_name, get_spec
+from models.registry import default_model_name, get_spec, is_loaded
 
 MODEL_OUTPUTS = ["model", "model_info", "num_frames", "fps", "compressor", "budget_pct", "session"]
+MODEL_POLL_S = 1.0
 TERMS_ENV = "STUDIO_TERMS"
 DEFAULT_TERMS = (
     "Your ratings and votes are stored under your identity and may be published as a dataset. Tick the box to let "
@@ -48,7 +50,9 @@ def build(studio: Studio, session: gr.State) -> tuple[Shared, Panel]:
         p["model"] = gr.Dropdown(
             model_choices(), value=name, label="Model", elem_id="model-dropdown", filterable=False
         )
-        p["model_info"] = gr.Markdown(model_info_markdown(name), elem_classes="small-note")
+        p["model_info"] = gr.Markdown(model_info_markdown(name), elem_classes="small-note", elem_id="model-info")
+        # refreshes the note while the model loads or downloads (the start-up preload), then stops
+        p["model_poll"] = gr.Timer(MODEL_POLL_S, active=not is_loaded(name))
         choice = compressor_update(name, defaults.compressor)
         p["compressor"] = gr.Dropdown(
             choice["choices"],
@@ -121,11 +125,30 @@ def wire(studio: Studio, p: Panel) -> None:
         on_model, [p["session"], p["model"]], p.components(MODEL_OUTPUTS), api_name="select_model", **LIGHT
     )
 
+    def on_model_poll(session):
+        note, loading = model_note(session)
+        return note, gr.Timer(active=loading)
+
+    p["model_poll"].tick(
+        on_model_poll,
+        p["session"],
+        [p["model_info"], p["model_poll"]],
+        api_name="model_note",
+        show_progress="hidden",
+        **HIDDEN,
+        **LIGHT,
+    )
+
     def on_share(session, agreed):
         session.share_video = bool(agreed)
         return session
 
     p["share_video"].change(on_share, [p["session"], p["share_video"]], p["session"], api_name="share_video", **LIGHT)
+
+
+def model_note(session: Session) -> tuple[str, bool]:
+    """The note under the model menu for the session's model, and whether it is still loading or downloading."""
+    return model_info_markdown(session.model), model_loading(session.model)
 
 
 def compressor_update(model: str, value: str | None = None) -> Any:

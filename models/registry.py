@@ -19,13 +19,14 @@ import importlib.util
 import json
 import os
 import threading
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from models.base import EncodeParams, ModelUnavailableError, VideoLLM
 from models.compression import GRID_COMPRESSORS, PLANNER_COMPRESSORS
-from models.hub import hub_offline
+from models.hub import OFF_VALUES, hub_answers, hub_offline
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class ModelSpec:
     needs: frozenset[str]  # subset of {"cpu", "gpu", "offline", "hub"}
     kwargs: dict[str, Any] = field(default_factory=dict)
     compressors: tuple[str, ...] = ("official",)  # keys of models.compression.COMPRESSORS; the first is the default
+    family: str = ""  # the model family, as the README's models table names it
+    size: str = ""  # parameters, as the model card states them
 
 
 DEFAULT_MODEL = "slowfast-lite"
@@ -43,11 +46,11 @@ SMOLVLM2_CPU = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 
 
 def default_model_name() -> str:
-    """The model the studio starts with: SmolVLM2-256M on a CPU Space that can get it (hub access, or already in
-    the HF cache); the embedded default everywhere else (offline, laptops, GPU Spaces choose in the menu)."""
-    if os.environ.get("SPACE_ID") and not _has_gpu() and availability(SMOLVLM2_CPU)[0]:
-        return SMOLVLM2_CPU
-    return DEFAULT_MODEL
+    """The model the studio starts with on a CPU: SmolVLM2-256M where the hub answers (or on a Space that has it in
+    its HF cache); the embedded default offline and on a GPU (GPU machines choose in the menu)."""
+    if _has_gpu() or not (_hub_reachable() or os.environ.get("SPACE_ID")):
+        return DEFAULT_MODEL
+    return SMOLVLM2_CPU if availability(SMOLVLM2_CPU)[0] else DEFAULT_MODEL
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -58,6 +61,8 @@ MODELS: dict[str, ModelSpec] = {
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"cpu", "offline"}),
         compressors=PLANNER_COMPRESSORS,
+        family="Embedded Slow-Fast (language space)",
+        size="135M LLM + 5M tower + 22M retriever",
     ),
     "slowfast-mllm-7b-f64-s1t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -66,6 +71,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame64-s1t4"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     "slowfast-mllm-7b-f96-s1t6": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -74,6 +81,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame96-s1t6"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     "slowfast-mllm-7b-f128-s2t4": ModelSpec(
         loader="models.slowfast.loader:load",
@@ -82,6 +91,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "shi-labs/slowfast-video-mllm-qwen2-7b-convnext-576-frame128-s2t4"},
         compressors=PLANNER_COMPRESSORS,
+        family="Slow-Fast Video MLLM",
+        size="7B LLM + 0.85B tower",
     ),
     # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
     "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
@@ -91,6 +102,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-3B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="Qwen2.5-VL",
+        size="3B",
     ),
     "Qwen/Qwen2.5-VL-7B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -99,6 +112,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Qwen/Qwen2.5-VL-7B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="Qwen2.5-VL",
+        size="7B",
     ),
     "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -107,6 +122,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"},
         compressors=GRID_COMPRESSORS,
+        family="LLaVA-OneVision",
+        size="0.5B",
     ),
     "llava-hf/llava-onevision-qwen2-7b-ov-hf": ModelSpec(
         loader="models.hf:load",
@@ -115,15 +132,19 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "llava-hf/llava-onevision-qwen2-7b-ov-hf"},
         compressors=GRID_COMPRESSORS,
+        family="LLaVA-OneVision",
+        size="7B",
     ),
     SMOLVLM2_CPU: ModelSpec(
         loader="models.hf:load",
         description="SmolVLM2 256M Video Instruct: 64 tokens per frame with per-frame timestamps. Runs on a CPU; "
-        "the default on a CPU Space with hub access.",
+        "the CPU default where the hub answers.",
         defaults=EncodeParams(num_frames=8),
         needs=frozenset({"cpu", "hub"}),
         kwargs={"repo_id": SMOLVLM2_CPU},
         compressors=GRID_COMPRESSORS,
+        family="SmolVLM2",
+        size="256M",
     ),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": ModelSpec(
         loader="models.hf:load",
@@ -132,10 +153,14 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "HuggingFaceTB/SmolVLM2-2.2B-Instruct"},
         compressors=GRID_COMPRESSORS,
+        family="SmolVLM2",
+        size="2.2B",
     ),
 }
 
+BUILTIN_MODELS = tuple(MODELS)  # the entries above, before any local folder joins
 _loaded: dict[str, VideoLLM] = {}
+_loading: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -155,10 +180,14 @@ def _has_gpu() -> bool:
 
 
 def _hub_reachable() -> bool:
-    """Hub access is a setting, not a probe: offline flags win; otherwise a token or SPACE_ID says we are online."""
+    """Offline switches win; then STUDIO_ASSUME_HUB says so without asking (set: yes; "0", "false", "no", "off":
+    no), and so does SPACE_ID (a Space is online); otherwise the start-up probe's answer (`models.hub.check_hub`)."""
     if hub_offline():
         return False
-    return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_ASSUME_HUB"))
+    assume = os.environ.get("STUDIO_ASSUME_HUB", "").strip().lower()
+    if assume:
+        return assume not in OFF_VALUES
+    return bool(os.environ.get("SPACE_ID")) or hub_answers()
 
 
 def _in_hub_cache(repo_id: str | None) -> bool:
@@ -184,6 +213,16 @@ def availability(name: str) -> tuple[bool, str]:
     return False, "needs " + " and ".join(missing)
 
 
+def is_loaded(name: str) -> bool:
+    """Whether `load_model(name)` would return at once (it was loaded before in this process)."""
+    return name in _loaded
+
+
+def is_loading(name: str) -> bool:
+    """Whether `load_model(name)` is under way (in the start-up preload or for a question)."""
+    return name in _loading
+
+
 def load_model(name: str) -> VideoLLM:
     """Load (once per process) and return the model registered under `name`."""
     spec = get_spec(name)
@@ -194,8 +233,12 @@ def load_model(name: str) -> VideoLLM:
         if not ok:
             raise ModelUnavailableError(f"{name} cannot run here: it {reason}.")
         module_name, function_name = spec.loader.split(":")
-        loader = getattr(importlib.import_module(module_name), function_name)
-        model = loader(name=name, **spec.kwargs)
+        _loading.add(name)
+        try:
+            loader = getattr(importlib.import_module(module_name), function_name)
+            model = loader(name=name, **spec.kwargs)
+        finally:
+            _loading.discard(name)
         _loaded[name] = model
         return model
 
@@ -273,6 +316,8 @@ def register_local_model(path: str | os.PathLike, name: str | None = None) -> st
         needs=frozenset({"gpu" if size > GPU_WEIGHTS_BYTES else "cpu", "offline"}),
         kwargs={**family.kwargs, "repo_id": str(folder)},
         compressors=family.compressors,
+        family=family.label,
+        size=f"{size / 1e9:.2f} GB of weights",
     )
     with _lock:
         existing = MODELS.get(name)
@@ -294,10 +339,9 @@ def _entries_from_file(path: Path) -> list[tuple[str | None, str]]:
     text = path.read_text()
     if path.suffix.lower() == ".toml":
         try:
-            import tomllib
-        except ModuleNotFoundError as error:  # Python 3.10
-            raise LocalModelError("TOML model files need Python 3.11+; use a .json file instead") from error
-        data = tomllib.loads(text)
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise LocalModelError(f"{path} is not valid TOML ({error})") from error
     else:
         try:
             data = json.loads(text)

@@ -6,8 +6,10 @@ tensors, how pixels become a grid of visual tokens per LLM frame (computed once 
 Qwen2.5-VL, the 3-D positions of each kept token. Everything else is here: the compressor call (the grid goes
 through `official`, `uniform`, `dynamic` or `sf-llava`), the prompt with the chosen tokens scattered into the
 placeholder rows, a decode loop over the family's own language model and `lm_head` (so positions stay ours and the
-cache can be kept between turns), streaming through `TextIteratorStreamer` from a worker thread, and an eager
-scoring pass over the answer tokens alone (the cache holds the prompt) for attention from answer to frames.
+cache can be kept between turns), streaming token by token, and an eager scoring pass over the answer tokens alone
+(the cache holds the prompt) for attention from answer to frames. The GPU halves (`encode_tokens`, `generate_steps`)
+run as `models.zerogpu` tasks that take and return CPU data, so on a ZeroGPU Space every family gets a GPU per call
+with a duration sized from its frames and tokens; there the KV cache lives only as long as one answer.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ from models.hf.compressors import VisualTokens, compress_grids, grid_tokens
 from models.hf.preprocessing import pil_resize
 from models.hub import resolve_folder
 from models.thumbnails import thumbnails
+from models.zerogpu import gpu_seconds, gpu_task, live_model, model_billions, on_zero_gpu, register_live
 
 logger = logging.getLogger(__name__)
 SCORED_ANSWER_TOKENS = 64  # the attention pass scores at most this many answer tokens
+KEPT_INFO = ("llm_frame_positions", "frames_seen", "second_per_grid", "extras")  # from `_family_encode`'s info
 
 
 @dataclass
@@ -62,6 +66,52 @@ class HFPayload:
     @property
     def num_llm_frames(self) -> int:
         return len(self.llm_frame_positions)
+
+
+@dataclass
+class EncodedVideo:
+    """What the GPU half of `encode` hands back: the chosen tokens, the compressor's plan and what the payload and
+    thumbnails need (`info`: llm_frame_positions, frames_seen, second_per_grid, extras; no pixel tensors)."""
+
+    visual: VisualTokens
+    grid_hw: tuple[int, int]
+    official_tokens: int
+    clips: list
+    note: str
+    global_budget: int
+    info: dict[str, Any]
+    timings_s: dict[str, float]
+
+
+def _encode_seconds(model_name: str, frames: Frames, *args: object, **kwargs: object) -> int:
+    """ZeroGPU calls this with `_encode_on_device`'s own arguments: the sampled (T, H, W, 3) frames."""
+    num_frames, height, width = (int(v) for v in frames.pixels.shape[:3])
+    return gpu_seconds(frames=num_frames, frame_pixels=height * width, billions=model_billions(model_name))
+
+
+@gpu_task(duration=_encode_seconds)
+def _encode_on_device(model_name: str, frames: Frames, compressor: str, budget_pct: float) -> EncodedVideo:
+    return live_model(model_name).encode_tokens(frames, compressor, budget_pct)
+
+
+def _generate_seconds(model_name: str, payload, history, question, params: GenerationParams, *args, **kwargs) -> int:
+    """ZeroGPU calls this with `_generate_on_device`'s own arguments: the prompt is about the visual tokens plus
+    the conversation's text (a generous 2 characters a token), the answer at most `max_new_tokens`, and the
+    attention pass when asked (a video's only), counted as SCORED_ANSWER_TOKENS more steps."""
+    want_attention = bool(args[0] if args else kwargs.get("want_attention", False))
+    text = sum(len(str(message.get("content", ""))) for message in history) + len(question)
+    visual = len(payload.visual) if payload is not None else 0
+    return gpu_seconds(
+        prompt_tokens=visual + text // 2,
+        new_tokens=int(params.max_new_tokens) + (SCORED_ANSWER_TOKENS if want_attention and visual else 0),
+        attention=want_attention and visual > 0,
+        billions=model_billions(model_name),
+    )
+
+
+@gpu_task(duration=_generate_seconds)
+def _generate_on_device(model_name: str, payload, history, question, params: GenerationParams, want_attention: bool):
+    yield from live_model(model_name).generate_steps(payload, history, question, params, want_attention)
 
 
 def has_gpu() -> bool:
@@ -124,7 +174,6 @@ class HFVideoLLM:
         self.video_settings = video_settings
         self.chat_template = chat_template
         self.stop_token_ids = stop_token_ids
-        self.device = next(model.parameters()).device
         self.decode_max_side = 640
         self._lock = threading.RLock()  # one generation at a time per model (the cache is shared state)
         self._session: dict[str, Any] | None = None  # the KV cache of the last conversation
@@ -132,6 +181,12 @@ class HFVideoLLM:
         self.last_prompt_ids: list[int] = []
         self.cache_stats = {"reused_tokens": 0, "fed_tokens": 0}
         self._specials = [str(t) for t in tokenizer.all_special_tokens] + list(self._extra_specials())
+        register_live(name, self, model)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are now: read at each use, because on ZeroGPU they move to the GPU only inside a task."""
+        return next(self.model.parameters()).device
 
     # ---- hooks -------------------------------------------------------------------------------------------------
 
@@ -168,19 +223,11 @@ class HFVideoLLM:
 
     # ---- encode ------------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def encode(self, frames: Frames, params: EncodeParams, video_sha256: str) -> VisualContext:
         if len(frames) == 0:
             raise VideoError("no frames could be read from this video")
-        start = time.perf_counter()
-        with self._lock:
-            grids, info = self._family_encode(frames)
-        encoded = time.perf_counter()
-        official = self._family_official(grids)
-        compressor, budget_pct = params.compressor, float(params.budget_pct)
-        visual, clips, note, global_budget = compress_grids(
-            grids, official, info, compressor, budget_pct, frames, self.finish
-        )
+        encoded = _encode_on_device(self.name, frames, params.compressor, float(params.budget_pct))
+        visual, info = encoded.visual, encoded.info
         num_frames = len(frames)
         llm_positions = info["llm_frame_positions"]
         fast = spread_over_frames(
@@ -189,7 +236,7 @@ class HFVideoLLM:
         slow = spread_over_frames(visual.count_per_llm_frame(len(llm_positions), slow=True), llm_positions, num_frames)
         payload = HFPayload(
             visual=visual,
-            grid_hw=(int(grids.shape[1]), int(grids.shape[2])),
+            grid_hw=encoded.grid_hw,
             llm_frame_positions=llm_positions,
             timestamps_s=[float(t) for t in frames.timestamps_s],
             duration_s=float(frames.info.duration_s) if frames.info is not None else float(frames.timestamps_s[-1]),
@@ -197,18 +244,18 @@ class HFVideoLLM:
             extras=info.get("extras", {}),
         )
         stats = TokenStats(
-            clips=clips,
-            global_budget=global_budget,
+            clips=encoded.clips,
+            global_budget=encoded.global_budget,
             slow_tokens=sum(slow),
             fast_tokens=len(visual) - sum(slow),
             per_frame_slow=slow,
             per_frame_fast=fast,
-            native_tokens=len(official),
-            compressor=compressor,
-            budget_pct=budget_pct,
-            official_tokens=len(official),
-            note=note,
-            timings_s={"encode": encoded - start, "compress": time.perf_counter() - encoded},
+            native_tokens=encoded.official_tokens,
+            compressor=params.compressor,
+            budget_pct=float(params.budget_pct),
+            official_tokens=encoded.official_tokens,
+            note=encoded.note,
+            timings_s=encoded.timings_s,
         )
         return VisualContext(
             model_name=self.name,
@@ -220,6 +267,29 @@ class HFVideoLLM:
             stats=stats,
             payload=payload,
             info=frames.info,
+        )
+
+    @torch.no_grad()
+    def encode_tokens(self, frames: Frames, compressor: str, budget_pct: float) -> EncodedVideo:
+        """The GPU half of `encode`: the tower, then the compressor over its grids."""
+        start = time.perf_counter()
+        with self._lock:
+            grids, info = self._family_encode(frames)
+        encoded = time.perf_counter()
+        official = self._family_official(grids)
+        visual, clips, note, global_budget = compress_grids(
+            grids, official, info, compressor, budget_pct, frames, self.finish
+        )
+        kept = {key: info[key] for key in KEPT_INFO if key in info}
+        return EncodedVideo(
+            visual=visual,
+            grid_hw=(int(grids.shape[1]), int(grids.shape[2])),
+            official_tokens=len(official),
+            clips=clips,
+            note=note,
+            global_budget=global_budget,
+            info=kept,
+            timings_s={"encode": encoded - start, "compress": time.perf_counter() - encoded},
         )
 
     # ---- prompt ------------------------------------------------------------------------------------------------
@@ -294,103 +364,97 @@ class HFVideoLLM:
         params: GenerationParams,
         want_attention: bool = True,
     ) -> Iterator[str | Answer]:
-        from transformers import TextIteratorStreamer
-
         start = time.perf_counter()
         payload = self._payload_of(context)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True, timeout=600)
-        result: dict[str, Any] = {}
-
-        def work():
-            try:
-                with self._lock:
-                    self._generate(payload, history, question, params, want_attention, streamer, result)
-            except BaseException as error:  # surfaced to the caller after the stream ends
-                result["error"] = error
-                streamer.end()
-
-        worker = threading.Thread(target=work, name=f"{self.name}-generate", daemon=True)
-        worker.start()
+        answer_ids: list[int] = []
         emitted = ""
         first_token_s = None
-        for chunk in streamer:
-            if chunk:
+        done: dict[str, Any] = {}
+        for kind, value in _generate_on_device(self.name, payload, history, question, params, want_attention):
+            if kind == "token":
                 first_token_s = first_token_s or time.perf_counter() - start
-                emitted += chunk
-                yield chunk
-        worker.join()
-        if "error" in result:
-            raise result["error"]
-        text = self.tokenizer.decode(result["answer_ids"], skip_special_tokens=True)
+                answer_ids.append(value)
+                text = self.tokenizer.decode(answer_ids, skip_special_tokens=True)
+                if not text.endswith("\ufffd") and len(text) > len(emitted) and text.startswith(emitted):
+                    yield text[len(emitted) :]  # held back while it ends in half a UTF-8 character
+                    emitted = text
+            else:
+                done[kind] = value
+        text = self.tokenizer.decode(answer_ids, skip_special_tokens=True)
         if len(text) > len(emitted) and text.startswith(emitted):
             yield text[len(emitted) :]
+        self.last_prompt_ids, self.last_answer_ids = done["prompt_ids"], answer_ids
+        self.cache_stats = done["cache_stats"]
         total = time.perf_counter() - start
         yield Answer(
             text=text.strip(),
-            attention=result.get("attention"),
+            attention=done.get("attention"),
             stats=context.stats if context is not None else TokenStats(),
-            timings_s={"first_token": first_token_s or total, "generate": total, **result.get("timings", {})},
-            prompt_tokens=result["prompt_length"],
-            new_tokens=len(result["answer_ids"]),
+            timings_s={"first_token": first_token_s or total, "generate": total, **done["timings"]},
+            prompt_tokens=len(done["prompt_ids"]),
+            new_tokens=len(answer_ids),
         )
 
-    @torch.no_grad()
-    def _generate(self, payload, history, question, params: GenerationParams, want_attention, streamer, result):
+    def _reusable_prefix(self, ids: torch.Tensor, payload: HFPayload | None):
+        """(cache, reused): the last conversation's KV cache cut to the prompt rows it shares with `ids`, or a new
+        cache. Only the same `payload` object counts (a ZeroGPU task gets a copy, and keeps no session)."""
         from transformers import DynamicCache
 
-        started = time.perf_counter()
-        ids = self.prompt_ids(history, question, payload)
-        position_ids, delta = self.positions(ids, payload)
-        length = int(ids.shape[0])
         session = self._session
         reused = 0
         if session is not None and session["payload"] is payload:
             cached = session["ids"]
-            limit = min(len(cached), length - 1)
+            limit = min(len(cached), int(ids.shape[0]) - 1)
             while reused < limit and cached[reused] == int(ids[reused]):
                 reused += 1
-        if reused:
-            cache = session["cache"]
-            crop_to(cache, reused)
-        else:
-            cache = DynamicCache(config=self._language_model().config)
-        self.cache_stats = {"reused_tokens": reused, "fed_tokens": length - reused}
-        embeddings = self.embed(ids[reused:], payload) if payload is None else self.embed(ids, payload)[:, reused:]
-        logits, _ = self._forward(embeddings, position_ids[..., reused:], cache)
-        prefill_s = time.perf_counter() - started
-        generator = torch.Generator(device="cpu").manual_seed(params.seed)
-        answer_ids: list[int] = []
-        fed = [int(i) for i in ids]
-        for step in range(params.max_new_tokens):
-            token = _pick(logits, params, generator)
-            if token in self.stop_token_ids:
-                break
-            answer_ids.append(token)
-            streamer.put(torch.tensor([token]))
-            if step + 1 == params.max_new_tokens:
-                break
-            position = length + step + delta
-            step_positions = torch.full((*position_ids.shape[:-1], 1), position, dtype=torch.long)
-            logits, _ = self._forward(self.embed(torch.tensor([token]), None), step_positions, cache)
-            fed.append(token)
-        streamer.end()
-        generated_s = time.perf_counter() - started
-        if want_attention and payload is not None and answer_ids:
-            result["attention"] = self._score_attention(ids, payload, answer_ids, delta, cache, position_ids)
-            fed = [int(i) for i in ids] + answer_ids[:SCORED_ANSWER_TOKENS]
-        self._session = {"payload": payload, "ids": fed, "cache": cache}
-        self.last_prompt_ids = [int(i) for i in ids]
-        self.last_answer_ids = answer_ids
-        result.update(
-            answer_ids=answer_ids,
-            prompt_length=length,
-            timings={
-                "prefill": prefill_s,
-                "decode": generated_s - prefill_s,
-                "attention": time.perf_counter() - started - generated_s,
-                "reused_prompt_tokens": reused,
-            },
-        )
+        if not reused:
+            return DynamicCache(config=self._language_model().config), 0
+        crop_to(session["cache"], reused)
+        return session["cache"], reused
+
+    @torch.no_grad()
+    def generate_steps(self, payload, history, question, params: GenerationParams, want_attention: bool):
+        """The GPU half of `stream`: yield ("token", id) per answer token, then ("attention", Attention) when asked,
+        then the prompt ids, cache counts and timings, each as (name, value)."""
+        with self._lock:
+            started = time.perf_counter()
+            ids = self.prompt_ids(history, question, payload)
+            position_ids, delta = self.positions(ids, payload)
+            length = int(ids.shape[0])
+            cache, reused = self._reusable_prefix(ids, payload)
+            embeddings = self.embed(ids[reused:], payload) if payload is None else self.embed(ids, payload)[:, reused:]
+            logits, _ = self._forward(embeddings, position_ids[..., reused:], cache)
+            prefill_s = time.perf_counter() - started
+            generator = torch.Generator(device="cpu").manual_seed(params.seed)
+            answer_ids: list[int] = []
+            fed = [int(i) for i in ids]  # what the cache holds
+            for step in range(params.max_new_tokens):
+                token = _pick(logits, params, generator)
+                if token in self.stop_token_ids:
+                    break
+                answer_ids.append(token)
+                yield "token", token
+                if step + 1 == params.max_new_tokens:
+                    break
+                step_positions = torch.full((*position_ids.shape[:-1], 1), length + step + delta, dtype=torch.long)
+                logits, _ = self._forward(self.embed(torch.tensor([token]), None), step_positions, cache)
+                fed.append(token)
+            generated_s = time.perf_counter() - started
+            if want_attention and payload is not None and answer_ids:
+                yield "attention", self._score_attention(ids, payload, answer_ids, delta, cache, position_ids)
+                fed = [int(i) for i in ids] + answer_ids[:SCORED_ANSWER_TOKENS]
+            self._session = None if on_zero_gpu() else {"payload": payload, "ids": fed, "cache": cache}
+            yield "prompt_ids", [int(i) for i in ids]
+            yield "cache_stats", {"reused_tokens": reused, "fed_tokens": length - reused}
+            yield (
+                "timings",
+                {
+                    "prefill": prefill_s,
+                    "decode": generated_s - prefill_s,
+                    "attention": time.perf_counter() - started - generated_s,
+                    "reused_prompt_tokens": reused,
+                },
+            )
 
     def _score_attention(self, ids, payload: HFPayload, answer_ids, delta, cache, position_ids) -> Attention:
         """Eager pass over the answer tokens only (the cache holds the prompt): their attention to each frame."""

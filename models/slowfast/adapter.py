@@ -7,19 +7,17 @@ the KV cache and yields text as it comes, then an `Answer` with token stats and,
 cross-attention from the question's tokens to the slow tokens: per frame and per cell of the 9x9 grid.
 A conversation without a video is plain Qwen2 chat (the official code crashes there).
 
-On ZeroGPU Spaces the GPU work runs in functions wrapped by `spaces.GPU`; they take and return only CPU data and
-find the model by name, because ZeroGPU runs them in another process.
+The GPU work (the tower, then prefill, decode and the attention maps of one answer) runs in two `gpu_task`s of
+`models.zerogpu`, which take and return only CPU data and find the model by name: on a ZeroGPU Space they run in
+ZeroGPU's worker process, each asking for the seconds its work needs.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -48,39 +46,15 @@ from models.slowfast.prompting import (
     tokenize_with_placeholder,
 )
 from models.thumbnails import thumbnails
+from models.zerogpu import gpu_seconds, gpu_task, live_model, model_billions, register_live
 
 logger = logging.getLogger(__name__)
-_LIVE: dict[str, SlowFastVideoLLM] = {}  # name -> adapter, for the GPU functions below
-
-
-def on_zero_gpu() -> bool:
-    return bool(os.environ.get("SPACES_ZERO_GPU")) and importlib.util.find_spec("spaces") is not None
-
-
-# ZeroGPU queues and bills a call by the seconds it asks for, and kills it when they run out (mid-answer), so each
-# call asks for what its work needs: a fixed cost (GPU attach, weights in, warm-up) plus per-frame tower time,
-# prefill and per-token decode. Estimates for the 7B checkpoint in bf16, on the generous side; clamped to ZeroGPU's
-# range.
-GPU_FIXED_S = 15.0
-GPU_S_PER_FRAME = 0.4  # vision tower at 576 px, per sampled frame
-GPU_PREFILL_TOKENS_PER_S = 4000.0  # prompt + visual tokens read before the first answer token
-GPU_S_PER_NEW_TOKEN = 0.06  # one decode step, hybrid cross-attention included
-GPU_ATTENTION_FACTOR = 1.3  # recording the question's cross-attention maps
-GPU_MIN_S, GPU_MAX_S = 30, 300
-
-
-def gpu_seconds(*, frames: int = 0, prompt_tokens: int = 0, new_tokens: int = 0, attention: bool = False) -> int:
-    """Seconds to ask ZeroGPU for: encoding `frames` frames, or reading `prompt_tokens` and writing up to
-    `new_tokens` (with the attention maps when `attention`)."""
-    work = frames * GPU_S_PER_FRAME + prompt_tokens / GPU_PREFILL_TOKENS_PER_S + new_tokens * GPU_S_PER_NEW_TOKEN
-    if attention:
-        work *= GPU_ATTENTION_FACTOR
-    return int(min(GPU_MAX_S, max(GPU_MIN_S, math.ceil(GPU_FIXED_S + work))))
 
 
 def _encode_seconds(model_name: str, pixel_values: torch.Tensor, *args: object, **kwargs: object) -> int:
-    """ZeroGPU calls this with `_encode_on_device`'s own arguments."""
-    return gpu_seconds(frames=int(pixel_values.shape[0]))
+    """ZeroGPU calls this with `_encode_on_device`'s own arguments: (T, 3, S, S) pixels."""
+    frames, _, height, width = (int(v) for v in pixel_values.shape)
+    return gpu_seconds(frames=frames, frame_pixels=height * width, billions=model_billions(model_name))
 
 
 def _generate_seconds(
@@ -93,44 +67,30 @@ def _generate_seconds(
         prompt_tokens=len(prompt.input_ids) + visual,
         new_tokens=int(params.max_new_tokens),
         attention=want_attention and video is not None,
+        billions=model_billions(model_name),
     )
 
 
-def _gpu_task(duration: int | Callable[..., int]):
-    """`spaces.GPU(duration=...)` on ZeroGPU Spaces, a no-op elsewhere. A callable duration gets the wrapped
-    function's arguments and returns the seconds for that call."""
-
-    def decorate(function):
-        if not on_zero_gpu():
-            return function
-        import spaces
-
-        return spaces.GPU(duration=duration)(function)
-
-    return decorate
-
-
-@_gpu_task(duration=_encode_seconds)
+@gpu_task(duration=_encode_seconds)
 def _encode_on_device(
     model_name: str, pixel_values: torch.Tensor, compressor: str, budget_pct: float, timestamps_s: list[float]
 ) -> VideoTokens:
-    adapter = _LIVE[model_name]
-    video = adapter.model.encode_video(
+    adapter = live_model(model_name)
+    return adapter.model.encode_video(
         pixel_values,
         frames_per_chunk=adapter.frames_per_chunk,
         compressor=compressor,
         budget_pct=budget_pct,
         timestamps_s=timestamps_s,
     )
-    return video.to("cpu") if on_zero_gpu() else video  # CUDA tensors must not leave a ZeroGPU task
 
 
-@_gpu_task(duration=_generate_seconds)
+@gpu_task(duration=_generate_seconds)
 def _generate_on_device(
     model_name: str, prompt: TokenizedPrompt, video: VideoTokens | None, params: GenerationParams, want_attention: bool
 ) -> Iterator[tuple[str, object]]:
     """Yield ("prompt", length), then ("attention", (Nq, Nv) array) if asked, then ("token", id) per new token."""
-    adapter = _LIVE[model_name]
+    adapter = live_model(model_name)
     model = adapter.model
     inputs = model.embed_prompt(prompt.input_ids, video.fast_tokens if video is not None else None)
     yield "prompt", inputs.inputs_embeds.shape[1]
@@ -199,7 +159,7 @@ class SlowFastVideoLLM:
         self.prefill_only_cross_attention = prefill_only_cross_attention
         self.system_prompt = system_prompt
         self.frames_per_chunk = frames_per_chunk
-        _LIVE[name] = self
+        register_live(name, self, model)
 
     @property
     def training_frames(self) -> int | None:

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from models.base import ModelUnavailableError
-from models.slowfast.adapter import SlowFastVideoLLM, on_zero_gpu
+from models.slowfast.adapter import SlowFastVideoLLM
+from models.zerogpu import on_zero_gpu
 
 CHAT_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
