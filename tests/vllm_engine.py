@@ -74,6 +74,8 @@ def vllm_server(python: Path, model: Path, log_path: Path, say=print) -> Iterato
         process = subprocess.Popen(
             server_command(python, model, port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    pid_file = log_path.with_suffix(".pid")  # .ci/run stops this process group should the run be cut short
+    pid_file.write_text(str(process.pid))
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_for_models(url, process, log_path)
@@ -81,6 +83,7 @@ def vllm_server(python: Path, model: Path, log_path: Path, say=print) -> Iterato
         yield url
     finally:
         stop_group(process)
+        pid_file.unlink(missing_ok=True)
         say(f"vLLM server: stopped (exit code {process.returncode})")
 
 

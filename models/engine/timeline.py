@@ -10,6 +10,7 @@ with vLLM and add `--engine NAME=URL,model=ID,input=timeline`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from models.base import Answer, GenerationParams, Message, TokenStats, VisualContext
 from models.engine.adapter import generation_body, remote_attention, served_model, stream_text
@@ -54,10 +55,16 @@ class EngineTimelineLLM(LiteVideoLLM):
         messages = self.chat_messages(context, history, question)
         body = chat_request(self.model_id, messages, generation_body(params))
         text, usage, timings = yield from stream_text(self.client, body)
+        stats = TokenStats()
+        if context is not None:
+            reported = f"the engine reported {usage.prompt_tokens} prompt and {usage.completion_tokens} answer tokens"
+            stats = replace(
+                context.stats, note=f"{context.stats.note}; {reported}" if usage.reported else context.stats.note
+            )
         yield Answer(
             text=text.strip(),
             attention=remote_attention() if context is not None else None,
-            stats=context.stats if context is not None else TokenStats(),
+            stats=stats,
             timings_s=timings,
             prompt_tokens=usage.prompt_tokens,
             new_tokens=usage.completion_tokens,
