@@ -133,9 +133,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
     vLLM environment (`.venv-vllm/`, or `ENGINE_TEST_PYTHON`); stopped after the run. Without that environment the
-    engine tests skip locally and fail under CI."""
+    engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
+    (serving the same folder as `smollm2`)."""
     from vllm_engine import vllm_python, vllm_server
 
+    if os.environ.get("ENGINE_TEST_URL"):
+        yield os.environ["ENGINE_TEST_URL"]
+        return
     python = vllm_python()
     if python is None:
         reason = "no vLLM environment (.venv-vllm/ or ENGINE_TEST_PYTHON): the engine tests need a real vLLM"
