@@ -108,9 +108,7 @@ class EngineClient:
                 return
             except _Retryable as error:
                 if yielded:
-                    raise self.error(
-                        f"stopped in the middle of the answer ({error}); the text so far is kept"
-                    ) from None
+                    raise self.error(f"stopped in the middle of the answer ({error})") from None
                 if attempt == self.config.retries:
                     raise self.error(f"did not answer after {attempt} tries ({error})") from None
                 self.sleep(0.5 * 2 ** (attempt - 1))
