@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 @pytest.fixture(scope="session")
-def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def vllm_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
     vLLM environment (`.venv-vllm/`, or `ENGINE_TEST_PYTHON`); stopped after the run. Without that environment the
     engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
@@ -149,14 +149,14 @@ def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from vllm_engine import smollm2_folder
 
     log = ROOT / "tests" / "artifacts" / "vllm-server.log"
-    with vllm_server(python, smollm2_folder(), log, say=_say) as url:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:  # past pytest's capture, so a CI log shows the server start and stop
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}", flush=True)
+
+    with vllm_server(python, smollm2_folder(), log, say=say) as url:
         yield url
-
-
-def _say(line: str) -> None:
-    """A line straight to the terminal (pytest captures fixture output), so a CI log shows the server's life."""
-    sys.__stdout__.write(f"\n{line}\n")
-    sys.__stdout__.flush()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
