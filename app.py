@@ -6,9 +6,11 @@ progress in the log); offline it starts with the embedded default model.
 
 Flags: --data-dir (annotations, kept videos and exports; default $STUDIO_DATA_DIR or ./data), --host, --port,
 --model PATH or NAME=PATH (a downloaded checkpoint folder to add to the model menu; repeatable; also
-$STUDIO_LOCAL_MODELS and the JSON/TOML file named by $STUDIO_MODELS_FILE), --no-preload (load the model on the first
-question instead of at start), --accounts FILE (sign-in; also $STUDIO_ACCOUNTS). The Gradio share tunnel stays off. On
-Hugging Face Spaces, annotations are synced to a Hub dataset repo when STUDIO_HUB_DATASET_REPO and HF_TOKEN are set.
+$STUDIO_LOCAL_MODELS and the JSON/TOML file named by $STUDIO_MODELS_FILE), --engine NAME=URL[,model=ID][,...] (a
+model served by an OpenAI-compatible server such as vLLM; repeatable; also $STUDIO_ENGINES), --no-preload (load the
+model on the first question instead of at start), --accounts FILE (sign-in; also $STUDIO_ACCOUNTS). The Gradio share
+tunnel stays off. On Hugging Face Spaces, annotations are synced to a Hub dataset repo when STUDIO_HUB_DATASET_REPO
+and HF_TOKEN are set.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from app.access.limits import Limits, rates_from_env
 from app.data.hub_sync import start_hub_sync, sync_off_message
 from app.studio import Studio
 from app.ui import build_demo, data_dir_from, launch_kwargs
+from models.engine.config import EngineConfigError
+from models.engine.register import register_engines
 from models.hub import check_hub
 from models.registry import default_model_name, load_local_models_from_env, load_model, register_local_model
 
@@ -55,6 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="[NAME=]PATH",
         help="add a downloaded checkpoint folder to the model menu (Slow-Fast MLLM, Qwen2.5-VL, LLaVA-OneVision, "
         "SmolVLM2); repeatable",
+    )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="NAME=URL[,model=ID][,api_key_env=VAR][,input=video|images|timeline]",
+        help="add a model served by an OpenAI-compatible server (vLLM, SGLang, TGI, a hosted API) to the menu: "
+        "the studio samples and sends the frames (input=video: vLLM's frame list; images: one image part per frame; "
+        "timeline: the embedded default's perception here, its LLM on the server); repeatable; also $STUDIO_ENGINES",
     )
     parser.add_argument(
         "--accounts",
@@ -115,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in register_local_models(args.model):
         log.info("local model registered: %s", name)
     log.info("default model: %s", default_model_name())
+    try:
+        register_engines(args.engine)
+    except EngineConfigError as error:
+        raise SystemExit(f"--engine / $STUDIO_ENGINES: {error}") from None
     studio = make_studio(args.data_dir, accounts=args.accounts, host=args.host)
     demo = build_demo(studio)
     if not args.no_preload:

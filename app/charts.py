@@ -131,13 +131,13 @@ def _layout_with_legend(fig: go.Figure, title: str, subtitle: str, height: int, 
 
 
 def empty_figure(message: str, title: str = "", height: int = 320) -> go.Figure:
-    """A blank plot with one centred line of text, for views that have nothing to show yet."""
+    """A blank plot with a centred message (wrapped at 72 characters), for views that have nothing to show."""
     fig = go.Figure()
     _base_layout(fig, escape_text(title), height)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.add_annotation(
-        text=escape_text(message),
+        text="<br>".join(escape_text(line) for line in textwrap.wrap(str(message), 72) or [""]),
         x=0.5,
         y=0.5,
         xref="paper",
@@ -161,6 +161,9 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
     clips = list(stats.clips) if stats is not None else []
     if not clips:
         return empty_figure(BUDGET_EMPTY_MESSAGE, title)
+    unit = stats.unit or "tokens"
+    if unit != "tokens" and title == "Visual tokens per clip":  # a remote engine before it reports tokens
+        title = f"{unit.capitalize()} sent per clip"
 
     positions = np.arange(len(clips), dtype=np.float64)
     budgets = _finite([c.budget for c in clips])
@@ -195,7 +198,7 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
     share = f" ({stats.budget_pct:g}% of {stats.official_tokens})" if stats.official_tokens else ""
     subtitle = (
         f"{escape_text(stats.compressor)} · global budget {stats.global_budget}{share} · baseline "
-        f"{int(baselines.sum())} · used {int(used.sum())} tokens over {plural(len(clips), 'clip')}"
+        f"{int(baselines.sum())} · used {int(used.sum())} {unit} over {plural(len(clips), 'clip')}"
     )
     _layout_with_legend(fig, escape_text(title), subtitle, 380, barmode="overlay", bargap=0.3)
     fig.update_xaxes(
@@ -208,14 +211,14 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
         showgrid=False,
     )
     top = float(max(budgets.max(initial=0), baselines.max(initial=0), used.max(initial=0), 1.0))
-    fig.update_yaxes(title_text="visual tokens", range=[0, top * 1.18], rangemode="tozero")
+    fig.update_yaxes(title_text=f"visual {unit}", range=[0, top * 1.18], rangemode="tozero")
     return fig
 
 
 BUDGET_HOVER = (
     "<b>%{customdata[0]}</b> · %{customdata[1]}<br>"
     "density %{customdata[2]}<br>"
-    "budget %{customdata[3]} tokens<br>"
+    "budget %{customdata[3]}<br>"
     "fixed-rate baseline %{customdata[4]}<br>"
     "used %{customdata[5]}<br>"
     "<i>%{customdata[6]}</i><extra></extra>"
@@ -401,8 +404,8 @@ def attention_heatmap(
     """
     question_line = f"<br><sup>Q: “{escape_text(question, 90)}”</sup>" if question and question.strip() else ""
     title = "Where each answer token looked"
-    if attention is None:
-        return empty_figure(ATTENTION_EMPTY_MESSAGE, title)
+    if attention is None or _unavailable(attention):
+        return empty_figure(_unavailable(attention) or ATTENTION_EMPTY_MESSAGE, title)
     if attention.token_frame_weights is not None:
         weights = _finite(attention.token_frame_weights)
         tokens = [str(t) for t in attention.tokens]
@@ -474,7 +477,7 @@ def attention_timeline(
     """Per-frame attention share over time, clips shaded and labelled behind it, the peak frame annotated."""
     title = "Attention over time"
     if attention is None or attention.frame_weights is None or np.asarray(attention.frame_weights).size == 0:
-        return empty_figure(ATTENTION_EMPTY_MESSAGE, title)
+        return empty_figure(_unavailable(attention) or ATTENTION_EMPTY_MESSAGE, title)
     weights = 100.0 * _finite(attention.frame_weights).ravel()
     num_frames = len(weights)
     times = _frame_times(timestamps_s, num_frames)
@@ -682,6 +685,13 @@ def _frame_axis(fig: go.Figure, labels: list[str], note: Sequence[str] = ()) -> 
         title_text=_with_note("sampled frame (timestamp)", note),
         showgrid=False,
     )
+
+
+def _unavailable(attention: Attention | None) -> str:
+    """Why a model gives no attention at all (an empty one whose source says why, e.g. a remote engine), or ""."""
+    if attention is None or np.asarray(attention.frame_weights).size:
+        return ""
+    return " ".join(str(attention.source or "").split())
 
 
 def _source_note(attention: Attention) -> list[str]:

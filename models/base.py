@@ -144,6 +144,7 @@ class TokenStats:
     budget_pct: float = 100.0
     official_tokens: int = 0  # what the checkpoint's own rule would feed the LLM for these frames
     note: str = ""  # one honest line shown under the chart (e.g. "training-free: ...")
+    unit: str = "tokens"  # what the clips' budgets count: "frames" for a remote engine until it reports tokens
 
     @property
     def total_visual_tokens(self) -> int:

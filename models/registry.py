@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class ModelSpec:
     loader: str  # "package.module:function" returning a VideoLLM; called with **kwargs
     description: str
     defaults: EncodeParams
-    needs: frozenset[str]  # subset of {"cpu", "gpu", "offline", "hub"}
+    needs: frozenset[str]  # subset of {"cpu", "gpu", "offline", "hub", "engine"}
     kwargs: dict[str, Any] = field(default_factory=dict)
     compressors: tuple[str, ...] = ("official",)  # keys of models.compression.COMPRESSORS; the first is the default
     family: str = ""  # the model family, as the README's models table names it
@@ -162,6 +163,22 @@ BUILTIN_MODELS = tuple(MODELS)  # the entries above, before any local folder joi
 _loaded: dict[str, VideoLLM] = {}
 _loading: set[str] = set()
 _lock = threading.Lock()
+# name -> a check run on every availability question: "" when the model can run now, else why not (e.g. a remote
+# engine that is not reachable). Entries come from `register_model`.
+AVAILABILITY_CHECKS: dict[str, Callable[[], str]] = {}
+
+
+def register_model(name: str, spec: ModelSpec, check: Callable[[], str] | None = None) -> str:
+    """Add a model to the menu at run time (a remote engine), with an optional live availability check."""
+    with _lock:
+        existing = MODELS.get(name)
+        if existing is not None and existing.loader != spec.loader:
+            raise ValueError(f"the name {name!r} is taken by another model; pick another name")
+        MODELS[name] = spec
+        _loaded.pop(name, None)
+        if check is not None:
+            AVAILABILITY_CHECKS[name] = check
+    return name
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -208,9 +225,10 @@ def availability(name: str) -> tuple[bool, str]:
         missing.append("a GPU")
     if "hub" in needs and not _hub_reachable() and not _in_hub_cache(get_spec(name).kwargs.get("repo_id")):
         missing.append("hub access")
-    if not missing:
-        return True, ""
-    return False, "needs " + " and ".join(missing)
+    if missing:
+        return False, "needs " + " and ".join(missing)
+    problem = AVAILABILITY_CHECKS[name]() if name in AVAILABILITY_CHECKS else ""
+    return (False, problem) if problem else (True, "")
 
 
 def is_loaded(name: str) -> bool:

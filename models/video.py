@@ -40,6 +40,8 @@ _SLACK_S = 1e-6
 # Without a seek index we cannot know where keyframes are; decoding forward this far is assumed cheaper than a
 # blind seek that may land on a keyframe before where we already are.
 _FORWARD_DECODE_WITHOUT_INDEX_S = 2.0
+# Seeks that would decode at least this share of the frames up to the last target lose to one pass in order.
+_SEQUENTIAL_SHARE = 0.7
 # Container formats FFmpeg uses for single pictures: a PNG or JPEG renamed to .mp4 opens as a one-frame "video".
 _STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe"}
 _MP4_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"}
@@ -684,11 +686,12 @@ class _Plan:
     modes: np.ndarray  # one of _EXACT, _KEYFRAME, _PROBE per target
     keyframes_s: np.ndarray  # for _KEYFRAME targets: the keyframe to take (NaN otherwise)
     exact: bool  # the caller asked for the nearest frames, keyframes or not
+    sequential: bool = False  # one pass in order without seeking (seeks would decode nearly all of it anyway)
 
     @property
     def needs_runs(self) -> bool:
         """Whether some targets will decode runs of frames (rather than single keyframes)."""
-        return bool((self.modes != _KEYFRAME).any())
+        return self.sequential or bool((self.modes != _KEYFRAME).any())
 
 
 def _plan(targets_s: np.ndarray, tolerances_s: np.ndarray, keyframe_times: np.ndarray | None, exact: bool) -> _Plan:
@@ -711,13 +714,39 @@ def _plan(targets_s: np.ndarray, tolerances_s: np.ndarray, keyframe_times: np.nd
             if window.size:
                 keyframes_s[i] = last_used = float(window[np.argmin(np.abs(window - target))])
                 modes[i] = _KEYFRAME
-    return _Plan(targets_s, tolerances_s, modes, keyframes_s, exact)
+    sequential = _seeking_decodes_most(targets_s, tolerances_s, modes, keyframe_times)
+    return _Plan(targets_s, tolerances_s, modes, keyframes_s, exact, sequential)
+
+
+def _seeking_decodes_most(
+    targets_s: np.ndarray, tolerances_s: np.ndarray, modes: np.ndarray, keyframe_times: np.ndarray | None
+) -> bool:
+    """Whether seeking to each target would decode nearly every frame up to the last one anyway (targets closer than
+    the keyframe interval): then one pass in order is cheaper, as it pays for no seek and decodes each frame once.
+
+    Seeking to a non-keyframe target decodes from the keyframe at or before it to the target; the spans of all such
+    targets, merged, are compared with the whole span a single pass decodes."""
+    if keyframe_times is None or keyframe_times.size == 0 or targets_s.size == 0:
+        return False
+    spans = []
+    for target, tolerance, mode in zip(targets_s, tolerances_s, modes, strict=True):
+        if mode == _KEYFRAME:
+            continue  # one keyframe: nearly free
+        i = int(np.searchsorted(keyframe_times, target + _SLACK_S, side="right")) - 1
+        spans.append((float(keyframe_times[max(i, 0)]), float(target + tolerance)))
+    covered, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered >= _SEQUENTIAL_SHARE * float(targets_s[-1] + tolerances_s[-1])
 
 
 def _fetch(decoder: _PyAVDecoder, plan: _Plan, i: int, previous_s: float) -> av.VideoFrame | None:
     """The frame for target `i`: a keyframe within tolerance where the plan allows one, else the nearest frame
     later than the previous sample's; None when the stream holds no frame after `previous_s`."""
     target, tolerance, mode = plan.targets_s[i], plan.tolerances_s[i], plan.modes[i]
+    if plan.sequential:
+        return decoder.nearest(target, tolerance, previous_s, seek=False)
 
     def acceptable(frame: av.VideoFrame | None) -> bool:
         # Index times can differ from presentation times (B-frames, edit lists): check what was decoded.

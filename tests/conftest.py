@@ -123,6 +123,42 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(f"browser tests: {line}", bold=True)
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need the vLLM server run last, so it starts once, late, and is stopped at the end of the run
+    without idling beside every other test."""
+    items.sort(key=lambda item: "vllm_url" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def vllm_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
+    vLLM environment (`.venv-vllm/`, or `ENGINE_TEST_PYTHON`); stopped after the run. Without that environment the
+    engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
+    (serving the same folder as `smollm2`)."""
+    from vllm_engine import vllm_python, vllm_server
+
+    if os.environ.get("ENGINE_TEST_URL"):
+        yield os.environ["ENGINE_TEST_URL"]
+        return
+    python = vllm_python()
+    if python is None:
+        reason = "no vLLM environment (.venv-vllm/ or ENGINE_TEST_PYTHON): the engine tests need a real vLLM"
+        if under_ci():
+            pytest.fail(f"{reason} (CI is set: .ci/run builds it, the engine tests must run)", pytrace=False)
+        pytest.skip(reason)
+    from vllm_engine import smollm2_folder
+
+    log = ROOT / "tests" / "artifacts" / "vllm-server.log"
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:  # past pytest's capture, so a CI log shows the server start and stop
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}", flush=True)
+
+    with vllm_server(python, smollm2_folder(), log, say=say) as url:
+        yield url
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped browser test fails the run (they must run there, whatever made them skip)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 120
 BENCHES = sorted((ROOT / "bench").glob("bench_*.py"))
+ENGINE_BENCH = ROOT / "bench" / "bench_engine.py"  # needs the vLLM server: its own test below
 # What each bench must print: one pattern per ratio it reports.
 EXPECTED = {
     "bench_campaigns.py": [
@@ -34,6 +35,10 @@ EXPECTED = {
         r"montage\.mp4 +25% \| +\d+\.\d\d +\d+\.\d\d +\d+\.\d\dx \|",  # budget after a cut / in a still span
     ],
     "bench_embedded.py": [r"follow-up / first turn \(ratio\) +\d+\.\d{3}"],
+    "bench_engine.py": [
+        rf"{n:>2} requests \| in-process ttft \d+\.\d{{3}} s .* ratios ttft \d+\.\d\dx tok/s \d+\.\d\dx"
+        for n in (1, 4, 16)
+    ],
     "bench_hf_models.py": [
         r"smolvlm +dynamic +25% +visual tokens +\d+ \(0\.\d\dx\) +prefill +\d+\.\d ms \(\d+\.\d\dx\)",
         r"follow-up turn: prefill fed \d+ of \d+ tokens, .* \(\d+\.\d\dx\)",
@@ -60,23 +65,33 @@ def test_every_bench_has_a_quick_mode() -> None:
     assert not missing, f"benches without a --quick mode: {missing}"
 
 
-@pytest.mark.parametrize("bench", BENCHES, ids=[path.name for path in BENCHES])
+@pytest.mark.parametrize("bench", [b for b in BENCHES if b != ENGINE_BENCH], ids=lambda path: path.name)
 def test_quick_mode_runs_and_prints_its_ratios(bench: Path) -> None:
+    run_quick(bench)
+
+
+@pytest.mark.vllm
+def test_the_engine_bench_quick_mode_runs_against_vllm(vllm_url: str) -> None:
+    run_quick(ENGINE_BENCH, "--url", vllm_url, timeout_s=300)
+
+
+def run_quick(bench: Path, *options: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Run `bench --quick` in the run's isolated environment; it must exit 0 and print its ratios."""
     env = isolated_environment()
     env["PYTHONUNBUFFERED"] = "1"
     started = time.perf_counter()
     try:
         result = subprocess.run(
-            [sys.executable, str(bench.relative_to(ROOT)), "--quick"],
+            [sys.executable, str(bench.relative_to(ROOT)), "--quick", *options],
             cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=timeout_s,
         )
     except subprocess.TimeoutExpired as error:
         output = _text(error.stdout) + _text(error.stderr)
-        pytest.fail(f"{bench.name} --quick ran past {TIMEOUT_S} s; its output so far:\n{output[-4000:]}")
+        pytest.fail(f"{bench.name} --quick ran past {timeout_s} s; its output so far:\n{output[-4000:]}")
     seconds = time.perf_counter() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{bench.name} --quick exited {result.returncode}:\n{output[-4000:]}"

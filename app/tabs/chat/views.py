@@ -28,7 +28,7 @@ def view_from(context: VisualContext, answer: Answer | None = None, question: st
     return View(
         thumbnails=context.thumbnails,
         timestamps_s=list(context.timestamps_s),
-        stats=context.stats,
+        stats=answer.stats if answer is not None and answer.stats.clips else context.stats,
         attention=answer.attention if answer is not None else None,
         question=question,
         turn_id=turn_id,
@@ -70,7 +70,7 @@ def key_figures_html(stats: TokenStats | None) -> str:
     ratio = f"{stats.compression_ratio:.1f}×" if stats.native_tokens else "—"
     of_official = f" · {stats.budget_pct:g}% of {stats.official_tokens:,}" if stats.official_tokens else ""
     cards = [
-        (f"{stats.total_visual_tokens:,}", "visual tokens the LLM reads"),
+        (f"{stats.total_visual_tokens:,}", f"visual {stats.unit or 'tokens'} the LLM reads"),
         (ratio, f"fewer than uncompressed ({stats.native_tokens:,})" if stats.native_tokens else "compression"),
         (plural(len(stats.clips), "clip"), f"{stats.compressor}: a budget of {stats.global_budget:,}{of_official}"),
         (f"{stats.slow_tokens:,} / {stats.fast_tokens:,}", "slow / fast pathway tokens"),
