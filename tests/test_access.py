@@ -124,7 +124,8 @@ def test_the_call_after_the_limit_is_refused_with_the_wait_and_nothing_is_lost(t
     from app.studio import Studio
     from app.tabs.chat import handlers as chat
 
-    studio = Studio(data_dir=tmp_path, limits=Limits({"model": Rate(per_minute=2, burst=1), "vote": Rate(60, 5)}))
+    # One call per ten minutes: a first answer that takes long on a busy machine cannot refill the bucket.
+    studio = Studio(data_dir=tmp_path, limits=Limits({"model": Rate(per_minute=0.1, burst=1), "vote": Rate(60, 5)}))
     first, second = Identity("account", "ann1", "annotator"), Identity("account", "ann2", "annotator")
     session = Session()
     settings = Settings(num_frames=4, max_new_tokens=4)
