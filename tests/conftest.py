@@ -132,28 +132,32 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.fixture(scope="session")
 def vllm_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
-    vLLM environment (`.venv-vllm/`, or `ENGINE_TEST_PYTHON`); stopped after the run. Without that environment the
-    engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
+    vLLM environment (`.venv-vllm/`, built on first use, or `ENGINE_TEST_PYTHON`); stopped after the run. When
+    the environment cannot be built (no network) the engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
     (serving the same folder as `smollm2`)."""
-    from vllm_engine import vllm_python, vllm_server
+    from vllm_engine import build_vllm_env, vllm_python, vllm_server
 
     if os.environ.get("ENGINE_TEST_URL"):
         yield os.environ["ENGINE_TEST_URL"]
         return
-    python = vllm_python()
-    if python is None:
-        reason = "no vLLM environment (.venv-vllm/ or ENGINE_TEST_PYTHON): the engine tests need a real vLLM"
-        if under_ci():
-            pytest.fail(f"{reason} (CI is set: .ci/run builds it, the engine tests must run)", pytrace=False)
-        pytest.skip(reason)
-    from vllm_engine import smollm2_folder
-
-    log = ROOT / "tests" / "artifacts" / "vllm-server.log"
     capture = request.config.pluginmanager.getplugin("capturemanager")
 
     def say(line: str) -> None:  # past pytest's capture, so a CI log shows the server start and stop
         with capture.global_and_fixture_disabled():
             print(f"\n{line}", flush=True)
+
+    python = vllm_python() if os.environ.get("ENGINE_TEST_PYTHON") else None
+    if python is None:
+        try:
+            python = build_vllm_env(say)
+        except (OSError, subprocess.CalledProcessError) as error:
+            reason = f"the vLLM environment could not be built ({error}): the engine tests need a real vLLM"
+            if under_ci():
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
+    from vllm_engine import smollm2_folder
+
+    log = ROOT / "tests" / "artifacts" / "vllm-server.log"
 
     with vllm_server(python, smollm2_folder(), log, say=say) as url:
         yield url

