@@ -133,7 +133,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def vllm_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
     vLLM environment (`.venv-vllm/`, built on first use, or `ENGINE_TEST_PYTHON`); stopped after the run. When
-    the environment cannot be built (no network) the engine tests skip locally and fail under CI. `ENGINE_TEST_URL` points them at a server already running instead
+    the environment cannot be built (no network) the engine tests skip locally and fail under CI.
+    `ENGINE_TEST_URL` points them at a server already running instead
     (serving the same folder as `smollm2`)."""
     from vllm_engine import build_vllm_env, vllm_python, vllm_server
 

