@@ -40,8 +40,18 @@ def prefill(llm, inputs_embeds: torch.Tensor, cache, start: int = 0) -> torch.Te
 
 
 @torch.inference_mode()
-def generate(llm, inputs_embeds: torch.Tensor, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0, stop_ids: tuple[int, ...] = (), cache=None, start: int = 0) -> Iterator[GenerationStep]:  # fmt: skip
+def generate(
+    llm,
+    inputs_embeds: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_ids: tuple[int, ...] = (),
+    cache=None,
+    start: int = 0,
+) -> Iterator[GenerationStep]:
     """Yield new tokens for the (1, S, H) rows fed at positions start.. (a `cache` may already hold 0..start-1)."""
     from transformers import DynamicCache
 
