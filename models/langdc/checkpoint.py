@@ -103,8 +103,11 @@ def _find_captioner(model_dir: Path, hidden_size: int | None) -> Path:
     )
 
 
-def resolve_paths(model_dir: Path, *, base=None, captioner=None, video_tower=None, image_tower=None) -> LangDCPaths:
-    """Every part's location for the model folder `model_dir`; explicit arguments win over recorded paths."""
+def resolve_paths(
+    model_dir: Path, *, base=None, captioner=None, video_tower=None, image_tower=None, fetch: bool = True
+) -> LangDCPaths:
+    """Every part's location for the model folder `model_dir`; explicit arguments win over recorded paths.
+    fetch: download LLM folders named by hub id (else such a part raises `ModelUnavailableError`)."""
     config = read_config(model_dir)
     adapter = _adapter_config(model_dir)
     base_ref = base or adapter.get("base_model_name_or_path") or config.get("vqa_llm")
@@ -115,6 +118,8 @@ def resolve_paths(model_dir: Path, *, base=None, captioner=None, video_tower=Non
         if cap_ref
         else _find_captioner(model_dir, config.get("cap_hidden_size"))
     )
+    if not fetch and (isinstance(base_path, str) or isinstance(cap_path, str)):
+        raise ModelUnavailableError("the answering LLM or the captioner is on the hub, not in a local folder")
     base_path, cap_path = (resolve_folder(p) if isinstance(p, str) else p for p in (base_path, cap_path))
     cap_projector = config.get("cap_mm_projector_path") or str(cap_path / "mm_projector.bin")
     return LangDCPaths(
@@ -290,3 +295,16 @@ def load_langdc(model_dir: str | Path, *, device: str | torch.device = "cpu", dt
         decode=decode,
     )  # fmt: skip
     return LoadedLangDC(model.eval(), tokenizer, caption_tokenizer, paths, config)
+
+
+def release_bytes(model_dir: str | Path) -> int:
+    """Bytes of weights of a whole local release (model folder, base LLM, captioner, towers), for the registry's
+    GPU-or-CPU call; just the model folder's when some part cannot be found locally."""
+    model_dir = Path(model_dir)
+    weights = lambda folder: sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin"))
+    try:
+        paths = resolve_paths(model_dir, fetch=False)
+    except ModelUnavailableError:
+        return weights(model_dir)
+    total = weights(model_dir) + weights(paths.base) + weights(paths.captioner) + paths.video_tower.stat().st_size
+    return total + (weights(paths.image_tower) if isinstance(paths.image_tower, Path) else 0)
