@@ -9,7 +9,8 @@ and `model.cap_image_mm_projector.*`) is a command-line argument of the release,
 from a `cap_light_llm` config key, or found beside the model folder. The towers load from their own files:
 `mm_vision_tower` (the InternVideo2 `.pt`, `{"module": {...}}`) and `image_mm_vision_tower` (a CLIP folder or hub id).
 Recorded paths are often absolute paths of the machine that trained the model: each is tried as written, then
-relative to the model folder and its parent, then by its last name(s) there, then as a hub id.
+relative to the model folder and its parent, then by its last name(s) there, then as a hub id (`KNOWN_ON_HUB` maps the
+usual parts, e.g. the InternVideo2 `.pt` and the Qwen2.5 and CLIP folders, to their hub repos).
 
 The LoRA merge is `W + (B @ A) * alpha / r` per target module (rsLoRA: `alpha / sqrt(r)`), in float32. As in the
 release, the captioner is loaded after the merge (the adapter never touches it), and the answering LLM's vocabulary
@@ -37,6 +38,17 @@ from models.langdc.projectors import build_projector
 
 logger = logging.getLogger(__name__)
 MODEL_TYPE = "VideoQwenVQA"
+# Parts a release names by a path of the machine it was trained on, and where the hub has them (repo, file).
+KNOWN_ON_HUB = {
+    "Qwen2.5-3B-Instruct": ("Qwen/Qwen2.5-3B-Instruct", None),
+    "Qwen2.5-0.5B-Instruct": ("Qwen/Qwen2.5-0.5B-Instruct", None),
+    "clip-vit-large-patch14-336": ("openai/clip-vit-large-patch14-336", None),
+    "InternVideo2-stage2_1b-224p-f4.pt": (
+        "OpenGVLab/InternVideo2-Stage2_1B-224p-f4",
+        "InternVideo2-stage2_1b-224p-f4.pt",
+    ),
+}
+HUB_FILE_SEPARATOR = "::"  # "repo::file": a single file on the hub
 PROJECTORS = ("mm_projector", "image_mm_projector", "cap_mm_projector", "cap_image_mm_projector", "llm_projector")
 
 
@@ -47,7 +59,7 @@ class LangDCPaths:
     model: Path
     base: Path
     captioner: Path
-    video_tower: Path
+    video_tower: Path | str  # a str is "repo::file" on the hub
     image_tower: Path | str
     cap_projector: Path
 
@@ -86,6 +98,9 @@ def locate(reference: str | None, model_dir: Path, *, want_file: bool, what: str
             return candidate.resolve()
     if not want_file and not path.is_absolute() and HUB_ID.fullmatch(str(reference)):
         return str(reference)
+    if path.name in KNOWN_ON_HUB and (KNOWN_ON_HUB[path.name][1] is not None) == want_file:
+        repo, filename = KNOWN_ON_HUB[path.name]
+        return f"{repo}{HUB_FILE_SEPARATOR}{filename}" if want_file else repo
     tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
     raise ModelUnavailableError(f"cannot find the {what} {reference!r} (looked at {tried})")
 
@@ -262,8 +277,21 @@ def _captioner(paths: LangDCPaths, non_lora: dict, device, dtype):
     return llm.to(device).eval().requires_grad_(False), tokenizer, decode
 
 
-def _video_tower(path: Path, device, dtype):
-    state = _load_torch(path)
+def _hub_file(reference: str) -> Path:
+    """Download `repo::file` from the hub (or find it in the cache when offline)."""
+    from huggingface_hub import hf_hub_download
+
+    from models.hub import hub_offline
+
+    repo, filename = reference.split(HUB_FILE_SEPARATOR)
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=hub_offline()))
+    except Exception as error:
+        raise ModelUnavailableError(f"could not fetch {filename} from {repo} ({type(error).__name__})") from error
+
+
+def _video_tower(path: Path | str, device, dtype):
+    state = _load_torch(path if isinstance(path, Path) else _hub_file(path))
     state = state.get("model", state.get("module", state)) if isinstance(state, dict) else state
     tower, tensors = tower_from_state(state)
     tower.load_state_dict(tensors)
@@ -306,5 +334,7 @@ def release_bytes(model_dir: str | Path) -> int:
         paths = resolve_paths(model_dir, fetch=False)
     except ModelUnavailableError:
         return weights(model_dir)
-    total = weights(model_dir) + weights(paths.base) + weights(paths.captioner) + paths.video_tower.stat().st_size
-    return total + (weights(paths.image_tower) if isinstance(paths.image_tower, Path) else 0)
+    total = weights(model_dir) + weights(paths.base) + weights(paths.captioner)
+    for part in (paths.video_tower, paths.image_tower):  # parts on the hub are not counted
+        total += (part.stat().st_size if part.is_file() else weights(part)) if isinstance(part, Path) else 0
+    return total
