@@ -100,3 +100,29 @@ def test_recorded_absolute_paths_from_another_machine_fall_back_to_the_parts_bes
     assert paths.captioner == found("cap_light_llm_tiny")
     assert paths.video_tower == found("InternVideo2-Stage2_1B-224p-f4-tiny/InternVideo2-stage2_1b-224p-f4.pt")
     assert paths.image_tower == found("clip-vit-large-patch14-336-tiny")
+
+
+@pytest.mark.parametrize("num_frames", [1, 5, 8, 16, 20, 33, 64])
+def test_any_number_of_sampled_frames_gives_four_clips_whose_budgets_add_up(num_frames):
+    """Fewer frames than 16 are read more than once, more are thinned; either way 4 clips cover every frame."""
+    from models.langdc.budgets import official_plan, per_frame_counts
+    from models.langdc.preprocessing import frame_positions
+
+    positions = frame_positions(num_frames)
+    assert len(positions) == 16 and positions == sorted(positions) and positions[-1] < num_frames
+    counts = [3, 0, 255, 40]
+    plan = official_plan(counts, ["a", "", "b", "c"], 208, positions, num_frames, [i * 0.5 for i in range(num_frames)])
+    assert [c.budget for c in plan.clips] == [208 + n for n in counts] and plan.global_budget == 832 + sum(counts)
+    assert sum(c.baseline_budget for c in plan.clips) == plan.global_budget
+    assert plan.clips[0].start == 0 and plan.clips[-1].end >= num_frames
+    assert all(a.end <= b.start or a.start == b.start for a, b in zip(plan.clips, plan.clips[1:]))
+    pool, caption = per_frame_counts(counts, 52, positions, num_frames)
+    assert sum(pool) == 832 and sum(caption) == sum(counts) and len(pool) == num_frames
+
+
+def test_the_release_frame_choice_matches_its_formula():
+    from models.langdc.preprocessing import frame_positions
+
+    assert frame_positions(20) == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18]
+    assert frame_positions(33) == list(range(0, 32, 2))
+    assert frame_positions(16) == list(range(16))
