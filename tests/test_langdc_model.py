@@ -72,6 +72,8 @@ def test_a_local_langdc_folder_answers_with_captioned_clips(langdc, make_video):
     history = [{"role": "user", "content": "What happens?"}, {"role": "assistant", "content": answer.text}]
     follow_up = list(langdc.stream(again, history, "And then?", GenerationParams(max_new_tokens=3)))[-1]
     assert follow_up.prompt_tokens > answer.prompt_tokens
+    text_only = list(langdc.stream(None, [], "Hello?", GenerationParams(max_new_tokens=2)))[-1]
+    assert isinstance(text_only, Answer) and text_only.attention is None and text_only.prompt_tokens < 100
 
 
 def test_an_unknown_compressor_is_refused_with_the_supported_ones(langdc, make_video):
