@@ -43,6 +43,7 @@ class ModelSpec:
 
 
 DEFAULT_MODEL = "slowfast-lite"
+LANGDC_COMPRESSORS = ("official",)  # its captioner's rule (dynamic by itself); see models/langdc/budgets.py
 SMOLVLM2_CPU = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 
 
@@ -94,6 +95,15 @@ MODELS: dict[str, ModelSpec] = {
         compressors=PLANNER_COMPRESSORS,
         family="Slow-Fast Video MLLM",
         size="7B LLM + 0.85B tower",
+    ),
+    "LangDC": ModelSpec(
+        loader="models.langdc.loader:load",
+        description="LangDC (InternVideo2 + CLIP towers, Qwen2.5-3B): 16 frames in 4 clips; a small captioner "
+        "describes each clip and its caption's length is that clip's extra tokens.",
+        defaults=EncodeParams(num_frames=16),
+        needs=frozenset({"gpu", "hub"}),
+        kwargs={"repo_id": "Wangxc1000/LangDC"},
+        compressors=LANGDC_COMPRESSORS,
     ),
     # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
     "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
@@ -273,9 +283,12 @@ class LocalFamily:
     label: str
     compressors: tuple[str, ...] = ("official",)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    num_frames: int | None = None  # the family's frame count, when its config.json does not say
+    weights_bytes: str | None = None  # "module:function" (folder -> bytes) when weights live outside the folder
 
 
-# model_type (from the folder's config.json) -> family: the three HF families (models/hf/) and the Slow-Fast MLLM.
+# model_type (from the folder's config.json) -> family: the three HF families (models/hf/), the Slow-Fast MLLM and
+# LangDC (whose base LLM, captioner and towers sit beside its folder: `weights_bytes` counts them all).
 LOCAL_FAMILIES: dict[str, LocalFamily] = {
     "qwen2_5_vl": LocalFamily("models.hf:load", "Qwen2.5-VL", GRID_COMPRESSORS),
     "llava_onevision": LocalFamily("models.hf:load", "LLaVA-OneVision", GRID_COMPRESSORS),
@@ -285,6 +298,14 @@ LOCAL_FAMILIES: dict[str, LocalFamily] = {
         label="Slow-Fast Video MLLM",
         compressors=PLANNER_COMPRESSORS,
         kwargs={"device": "auto"},
+    ),
+    "VideoQwenVQA": LocalFamily(
+        loader="models.langdc.loader:load",
+        label="LangDC",
+        compressors=LANGDC_COMPRESSORS,
+        kwargs={"device": "auto"},
+        num_frames=16,
+        weights_bytes="models.langdc.checkpoint:release_bytes",
     ),
 }
 GPU_WEIGHTS_BYTES = 2 * 1024**3  # above this a local model is marked as needing a GPU
@@ -327,10 +348,13 @@ def register_local_model(path: str | os.PathLike, name: str | None = None) -> st
     family = LOCAL_FAMILIES[model_type]
     name = name or folder.name
     size = _weights_bytes(folder)
+    if family.weights_bytes:
+        module_name, function_name = family.weights_bytes.split(":")
+        size = getattr(importlib.import_module(module_name), function_name)(folder)
     spec = ModelSpec(
         loader=family.loader,
         description=f"{family.label} from the local folder {folder} ({size / 1e9:.2f} GB of weights).",
-        defaults=EncodeParams(num_frames=_training_frames(folder) or 32),
+        defaults=EncodeParams(num_frames=_training_frames(folder) or family.num_frames or 32),
         needs=frozenset({"gpu" if size > GPU_WEIGHTS_BYTES else "cpu", "offline"}),
         kwargs={**family.kwargs, "repo_id": str(folder)},
         compressors=family.compressors,

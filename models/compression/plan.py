@@ -48,7 +48,9 @@ class PlannerSettings:
 @dataclass
 class PlannedClip:
     """One clip: frame positions [start, end), its density in [0, 1], budget, the equal-split baseline budget at
-    the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used."""
+    the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used.
+    caption / caption_tokens: for a model whose captioner writes each clip (LangDC), the decoded caption and how
+    many of the clip's tokens it gave."""
 
     start: int
     end: int
@@ -57,6 +59,8 @@ class PlannedClip:
     baseline_budget: int
     cap: int | None = None
     used_tokens: int | None = None
+    caption: str | None = None
+    caption_tokens: int | None = None
 
     @property
     def num_frames(self) -> int:
