@@ -104,6 +104,8 @@ MODELS: dict[str, ModelSpec] = {
         needs=frozenset({"gpu", "hub"}),
         kwargs={"repo_id": "Wangxc1000/LangDC"},
         compressors=LANGDC_COMPRESSORS,
+        family="LangDC",
+        size="3B LLM + 0.5B captioner + 1B video tower + 0.3B CLIP",
     ),
     # Hugging Face video LLMs (models/hf/): any checkpoint of these families also loads from a local folder.
     "Qwen/Qwen2.5-VL-3B-Instruct": ModelSpec(
