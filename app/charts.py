@@ -26,7 +26,7 @@ from models.units import plural
 # One palette for the whole studio, so a colour means the same thing in every view.
 DYNAMIC_COLOR = "#3b5bdb"  # dynamic (density-driven) budget
 USED_COLOR = "#1c2f8a"  # tokens a clip actually spent, drawn inside its budget bar
-BASELINE_COLOR = "#495057"  # fixed-rate baseline (equal split of the same global budget)
+BASELINE_COLOR = "#495057"  # fixed-rate baseline (the same global budget at the same tokens per frame)
 SLOW_COLOR = "#e8590c"  # slow pathway: few frames, many tokens each
 FAST_COLOR = "#15aabf"  # fast pathway: many frames, few tokens each
 ATTENTION_COLOR = "#9c2e7f"  # attention line in the timeline; a mid tone of the heatmap's scale
@@ -249,7 +249,7 @@ def _baseline_ticks(positions: np.ndarray, baselines: np.ndarray) -> go.Scatter:
         x=segment_x,
         y=segment_y,
         mode="lines",
-        name="fixed-rate baseline (equal split)",
+        name="fixed-rate baseline (same tokens per frame)",
         line={"color": BASELINE_COLOR, "width": 2.5, "dash": "dash"},
         hoverinfo="skip",
     )

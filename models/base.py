@@ -117,7 +117,7 @@ class ClipBudget:
     frame_positions: list[int]
     density: float  # semantic density in [0, 1]: how much there is to say about this clip
     budget: int  # dynamic budget (tokens)
-    baseline_budget: int  # fixed-rate baseline: equal split of the same global budget
+    baseline_budget: int  # fixed-rate baseline: the same global budget at the same tokens per frame
     used_tokens: int  # tokens actually spent writing the clip (<= budget)
     text: str = ""  # what the LLM reads for this clip (language-space models)
 

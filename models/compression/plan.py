@@ -47,8 +47,8 @@ class PlannerSettings:
 
 @dataclass
 class PlannedClip:
-    """One clip: frame positions [start, end), its density in [0, 1], budget, the equal-split baseline budget at
-    the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used."""
+    """One clip: frame positions [start, end), its density in [0, 1], budget, the fixed-rate baseline budget (the
+    same tokens per frame) at the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used."""
 
     start: int
     end: int
@@ -177,6 +177,12 @@ def allocate(
     return [int(b) for b in budgets]
 
 
+def fixed_rate_baseline(total: int, lengths: Sequence[int], caps: Sequence[int | None] | None = None) -> list[int]:
+    """The fixed-rate baseline of `total` tokens: the same tokens per *frame* (a clip's share follows its frame
+    count, as `uniform` spends them), within the caps. A 2-frame clip gets an eighth of a 16-frame one's."""
+    return allocate(total, [float(n) for n in lengths], [0] * len(lengths), caps)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Signals and segmentation
 
@@ -271,7 +277,7 @@ def _plan(
         weights = np.array(lengths, dtype=float)  # fixed rate: the same tokens per frame
     floors = _floors(lengths, global_budget, caps, settings)
     budgets = allocate(global_budget, weights, floors, caps)
-    baseline = allocate(sum(budgets), np.ones(len(ranges)), [0] * len(ranges), caps)
+    baseline = fixed_rate_baseline(sum(budgets), lengths, caps)
     clips = [
         PlannedClip(
             start=int(s),
@@ -309,7 +315,8 @@ def plan_clips(
     settings: PlannerSettings | None = None,
     **overrides: Any,
 ) -> CompressionPlan:
-    """The dynamic (LangDC-style) plan: clips cut at content changes, budgets by content, summing exactly.
+    """The dynamic plan (visual change, FastVID-style): clips cut where the frames change, budgets by how much
+    changed, summing exactly.
 
     frame_features: (T, C) pooled per-frame features, or (T, N, C) / (T, h, w, C) token grids.
     """
@@ -356,12 +363,12 @@ def global_budget_for(official_tokens: int, budget_pct: float) -> int:
 def describe_official(plan: CompressionPlan, per_frame_counts: Sequence[int]) -> CompressionPlan:
     """Recast a content plan as a description of tokens a fixed rule already chose (the `official` rule, or
     SlowFast-LLaVA's pathways): each clip's budget (and used tokens) is the tokens that come from its frames; the
-    baseline is the equal split of their total."""
+    baseline is their total at the same tokens per frame."""
     total = int(sum(per_frame_counts))
     for clip in plan.clips:
         clip.budget = clip.used_tokens = int(sum(per_frame_counts[clip.start : clip.end]))
         clip.cap = None
-    baseline = allocate(total, np.ones(len(plan.clips)), [0] * len(plan.clips))
+    baseline = fixed_rate_baseline(total, [clip.num_frames for clip in plan.clips])
     for clip, share in zip(plan.clips, baseline):
         clip.baseline_budget = share
     plan.global_budget = plan.effective_budget = total

@@ -1,8 +1,9 @@
 """The compressor registry: a literal dict of the ways a model may turn its visual tokens into the LLM's input.
 
 `official` is the checkpoint's own rule (a callable the model passes in; it ignores the budget), `uniform` the
-content-blind fixed-rate baseline, `dynamic` the LangDC-style per-clip budgets and `sf-llava` SlowFast-LLaVA's
-slow and fast pathways. `compress` runs one of them on token grids and returns the tokens with the plan the
+content-blind fixed-rate baseline, `dynamic` per-clip budgets by visual change (FastVID-style), `langdc` per-clip
+budgets by the length of a language expert's description of each clip (LangDC's semantic density) and `sf-llava`
+SlowFast-LLaVA's slow and fast pathways. `compress` runs one of them on token grids and returns the tokens with the plan the
 compression view draws. Language-space models (the embedded default) use the planners directly and write text
 instead of merging tokens. Which compressors a model supports is one of the two tuples here, which both the
 model registry's specs and the models' own checks read.
@@ -43,8 +44,8 @@ COMPRESSORS: dict[str, CompressorSpec] = {
         "baseline at any budget)."
     ),
     "dynamic": CompressorSpec(
-        "LangDC-style: clips cut at content changes, per-clip budgets by semantic density, tokens merged within "
-        "each frame. Training-free."
+        "Visual change (FastVID-style): clips cut where the frames change, per-clip budgets by how much changed, "
+        "tokens merged within each frame. Training-free."
     ),
     "sf-llava": CompressorSpec(
         "SlowFast-LLaVA: a slow pathway (a fifth of the frames, adjacent tokens max-pooled in pairs) plus a fast "
@@ -101,6 +102,9 @@ def compress(
     budget = global_budget_for(official_count, budget_pct)
     if name == "sf-llava":
         tokens, plan = compress_sf_llava(grids, timestamps_s, budget, settings)
+        # its pathways hold fewer tokens than a high budget asks (the slow frames at full size at most): the plan
+        # reports the budget asked and the tokens made, as the planner's compressors do
+        plan.global_budget, plan.effective_budget = budget, tokens.num_tokens
         plan.budget_pct, plan.official_tokens = float(budget_pct), int(official_count)
         return tokens, plan
     planner = plan_clips if name == "dynamic" else plan_uniform

@@ -90,7 +90,12 @@ def compress_grids(
     if compressor != "official":
         what = f"{compressor} at {plan.budget_pct:g}% of its {plan.official_tokens} tokens"
         note = TRAINING_FREE_NOTE.format(what=what)
-    if plan.effective_budget < plan.global_budget:
+    if plan.effective_budget < plan.global_budget and compressor == "sf-llava":
+        note += (
+            f" (its slow and fast pathways make only {plan.effective_budget} of the {plan.global_budget} tokens "
+            "asked from these frames: that is the effective budget)"
+        )
+    elif plan.effective_budget < plan.global_budget:
         note += f" (the frames hold only {plan.effective_budget} tokens: that is the effective budget)"
     if len(visual) > tokens.num_tokens:
         note = (note + "; " if note else "") + "plus OneVision's one newline token after the video"

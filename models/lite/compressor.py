@@ -1,10 +1,9 @@
-"""The LangDC-style dynamic compressor of the embedded default, in language space.
+"""The compressors of the embedded default, in language space: clips written as lines of text within their budgets.
 
-LangDC lets a small language expert caption each clip, and the caption's length *is* the clip's token count, so
-rich clips get more tokens than redundant ones. Training-free, we do the same with a visual expert's evidence:
-the shared planner (`models.compression`) cuts the timeline into clips at scene changes and splits the global
-budget over them by content (the same rule every model uses), and each clip is written here as a line of text
-within its budget, counted with the LLM's tokenizer: rich clips get labels, regions and motion words, redundant
+Under `dynamic` (and the default's own rule) budgets follow visual change, FastVID-style: the shared planner
+(`models.compression`) cuts the timeline into clips at scene changes and splits the global budget over them by
+content (the same rule every model uses); under `langdc` they follow the length of a language expert's description
+of each clip (`models/experts/`). Each clip is written here as a line of text within its budget, counted with the LLM's tokenizer: rich clips get labels, regions and motion words, redundant
 ones only "same scene". A line is made of whole phrases separated by "; " — a phrase that does not fit is replaced
 by a shorter whole form of itself or left out, never cut in half. Everything here is pure numpy and text.
 """

@@ -1,7 +1,8 @@
 """`slowfast-lite`: the embedded default video LLM, training-free and offline.
 
 encode: EfficientNet-Lite0 over the sampled frames (fast pathway: a label distribution per frame; slow pathway:
-3x3 region labels on a few frames) -> LangDC-style per-clip budgets -> a timeline written as language within the
+3x3 region labels on a few frames) -> per-clip budgets (by visual change, or by description length under
+`langdc`) -> a timeline written as language within the
 budget. stream: SmolLM2-135M-Instruct answers from the timeline; afterwards the attention of each answer token on
 each clip's span of the prompt is mapped back to frames, and class activation maps of the labels the answer names
 give the spatial overlays.
