@@ -44,7 +44,8 @@ def no_progress(*_args: Any, **_kwargs: Any) -> None:
 
 def compression_dict(stats: TokenStats) -> dict[str, Any]:
     """The compression a model applied to one video, as plain JSON for records and the API: the compressor and its
-    budget, the per-clip plan (time span, budget, tokens used, the fixed-rate per-frame baseline, density) and the totals."""
+    budget, the per-clip plan (time span, budget, tokens used, the fixed-rate per-frame baseline, density, and a
+    language expert's caption where one wrote it) and the totals."""
     return {
         "compressor": stats.compressor,
         "budget_pct": stats.budget_pct,

@@ -48,7 +48,9 @@ class PlannerSettings:
 @dataclass
 class PlannedClip:
     """One clip: frame positions [start, end), its density in [0, 1], budget, the fixed-rate baseline budget (the
-    same tokens per frame) at the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used."""
+    same tokens per frame) at the same global budget, the cap (tokens it can hold; None: no cap) and, after
+    realizing, the tokens used. Under `langdc`, `caption` is the language expert's description of the clip and
+    `caption_tokens` its length in tokens (what set the budget)."""
 
     start: int
     end: int
@@ -57,6 +59,8 @@ class PlannedClip:
     baseline_budget: int
     cap: int | None = None
     used_tokens: int | None = None
+    caption: str | None = None
+    caption_tokens: int | None = None
 
     @property
     def num_frames(self) -> int:

@@ -3,8 +3,8 @@
 `official` is the checkpoint's own rule (a callable the model passes in; it ignores the budget), `uniform` the
 content-blind fixed-rate baseline, `dynamic` per-clip budgets by visual change (FastVID-style), `langdc` per-clip
 budgets by the length of a language expert's description of each clip (LangDC's semantic density) and `sf-llava`
-SlowFast-LLaVA's slow and fast pathways. `compress` runs one of them on token grids and returns the tokens with the plan the
-compression view draws. Language-space models (the embedded default) use the planners directly and write text
+SlowFast-LLaVA's slow and fast pathways. `compress` runs one of them on token grids and returns the tokens with the
+plan the compression view draws. Language-space models (the embedded default) use the planners directly and write text
 instead of merging tokens. Which compressors a model supports is one of the two tuples here, which both the
 model registry's specs and the models' own checks read.
 """

@@ -3,9 +3,10 @@
 Under `dynamic` (and the default's own rule) budgets follow visual change, FastVID-style: the shared planner
 (`models.compression`) cuts the timeline into clips at scene changes and splits the global budget over them by
 content (the same rule every model uses); under `langdc` they follow the length of a language expert's description
-of each clip (`models/experts/`). Each clip is written here as a line of text within its budget, counted with the LLM's tokenizer: rich clips get labels, regions and motion words, redundant
-ones only "same scene". A line is made of whole phrases separated by "; " — a phrase that does not fit is replaced
-by a shorter whole form of itself or left out, never cut in half. Everything here is pure numpy and text.
+of each clip (`models/experts/`). Each clip is written here as a line of text within its budget, counted with the
+LLM's tokenizer: rich clips get labels, regions and motion words, redundant ones only "same scene". A line is made
+of whole phrases separated by "; " — a phrase that does not fit is replaced by a shorter whole form of itself or
+left out, never cut in half. Everything here is pure numpy and text.
 """
 
 from __future__ import annotations
