@@ -168,7 +168,8 @@ class VisualContext:
     """What `encode` produced for one video: model-specific payload plus what the studio can show.
 
     frame_indices / timestamps_s: the sampled frames; thumbnails: small uint8 frames (T, h, w, 3) for the UI;
-    payload: opaque to the app (a text timeline, tensors, ...).
+    payload: opaque to the app (a text timeline, tensors, ...); fingerprint: `input_fingerprint` of what the LLM
+    reads.
     """
 
     model_name: str
@@ -180,10 +181,27 @@ class VisualContext:
     stats: TokenStats
     payload: Any = None
     info: VideoInfo | None = None
+    fingerprint: str = ""  # sha256 of exactly what the LLM reads for this video ("" when the model cannot say)
 
     @property
     def num_frames(self) -> int:
         return len(self.frame_indices)
+
+
+def input_fingerprint(*parts: str | bytes | np.ndarray) -> str:
+    """sha256 over what an LLM reads for a video (texts, token arrays): two encodings with the same fingerprint
+    feed the model identical input, so a comparison between them would judge nothing."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            part = np.ascontiguousarray(part)
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            part = part.tobytes()
+        elif isinstance(part, str):
+            part = part.encode()
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 @dataclass

@@ -254,3 +254,15 @@ def test_answers_get_spatial_overlays_from_the_same_attention(tiny, family):
     for heat in spatial.values():
         assert heat.shape == (height, width) and 0.0 <= heat.min() and heat.max() <= 1.0 + 1e-6
     assert answer.attention.rows == "answer"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_official_and_dynamic_at_full_budget_have_one_fingerprint(tiny, family):
+    adapter = tiny[family]
+    contexts = [
+        adapter.encode(make_frames(), EncodeParams(num_frames=8, compressor=name, budget_pct=pct), "sha")
+        for name, pct in (("official", 100), ("dynamic", 100), ("dynamic", 50))
+    ]
+    official, dynamic, half = (context.fingerprint for context in contexts)
+    assert official == dynamic, "every grid token, in the same order: the same input"
+    assert half != official

@@ -4,7 +4,6 @@ could not reach, `dynamic` is named for what it does, and attention rows say who
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from models.compression import COMPRESSORS, compress
@@ -89,15 +88,16 @@ def test_official_and_dynamic_at_full_budget_feed_the_embedded_default_the_same_
 
 
 def test_identical_token_sets_have_the_same_fingerprint_and_different_ones_do_not():
-    from models.base import EncodeParams, Frames, VideoInfo
+    from pathlib import Path
+
+    from models.base import EncodeParams
     from models.registry import load_model
+    from models.video import sample_frames
 
     model = load_model("slowfast-lite")
-    rng = np.random.default_rng(0)
-    pixels = (rng.random((8, 64, 64, 3)) * 255).astype(np.uint8)
-    frames = Frames(pixels, np.arange(8), np.arange(8) / 2.0, VideoInfo("x.mp4", 4.0, 2.0, 8, 64, 64))
-    official = model.encode(frames, EncodeParams(num_frames=8, compressor="official"), "sha")
-    dynamic = model.encode(frames, EncodeParams(num_frames=8, compressor="dynamic", budget_pct=100), "sha")
-    quarter = model.encode(frames, EncodeParams(num_frames=8, compressor="dynamic", budget_pct=25), "sha")
+    frames = sample_frames(Path(__file__).resolve().parents[1] / "assets" / "montage.mp4", num_frames=16, max_side=448)
+    official = model.encode(frames, EncodeParams(num_frames=16, compressor="official"), "sha")
+    dynamic = model.encode(frames, EncodeParams(num_frames=16, compressor="dynamic", budget_pct=100), "sha")
+    tenth = model.encode(frames, EncodeParams(num_frames=16, compressor="dynamic", budget_pct=10), "sha")
     assert official.fingerprint and official.fingerprint == dynamic.fingerprint
-    assert quarter.fingerprint != official.fingerprint
+    assert tenth.fingerprint != official.fingerprint

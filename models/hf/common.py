@@ -37,6 +37,7 @@ from models.base import (
     TokenStats,
     VideoError,
     VisualContext,
+    input_fingerprint,
 )
 from models.hf.compressors import VisualTokens, compress_grids, grid_tokens
 from models.hf.preprocessing import pil_resize
@@ -220,6 +221,11 @@ class HFVideoLLM:
             stats=stats,
             payload=payload,
             info=frames.info,
+            fingerprint=input_fingerprint(
+                visual.tokens.detach().float().cpu().numpy(),
+                visual.positions.cpu().numpy(),
+                self._family_video_text(payload),
+            ),
         )
 
     # ---- prompt ------------------------------------------------------------------------------------------------

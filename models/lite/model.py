@@ -28,6 +28,7 @@ from models.base import (
     Message,
     TokenStats,
     VisualContext,
+    input_fingerprint,
 )
 from models.compression import PLANNER_COMPRESSORS, CompressionPlan, check_compressor
 from models.lite.compressor import (
@@ -112,6 +113,7 @@ class LiteVideoLLM:
             stats=stats,
             payload=LitePayload(timeline, clips, evidence, cams),
             info=frames.info,
+            fingerprint=input_fingerprint(timeline),  # the LLM reads the timeline and nothing else of the video
         )
 
     # -- answer -----------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from models.base import (
     TokenStats,
     VideoError,
     VisualContext,
+    input_fingerprint,
 )
 from models.compression import PLANNER_COMPRESSORS, TRAINING_FREE_NOTE, check_compressor
 from models.slowfast.generation import generate
@@ -247,6 +248,9 @@ class SlowFastVideoLLM:
             stats=stats,
             payload=video,
             info=frames.info,
+            fingerprint=input_fingerprint(
+                video.fast_tokens.detach().float().cpu().numpy(), video.slow_tokens.detach().float().cpu().numpy()
+            ),
         )
 
     def stream(
