@@ -394,7 +394,8 @@ def attention_heatmap(
     question: str = "",
     max_rows: int = 40,
 ) -> go.Figure:
-    """Answer tokens (rows, top to bottom in answer order) × sampled frames (one column each), in percent.
+    """Answer tokens (rows, top to bottom in answer order; question tokens where the model's attention is read
+    at the question, `Attention.rows`) × sampled frames (one column each), in percent.
 
     Long answers are first merged from sub-word tokens into words; past `max_rows` words only the first rows are
     drawn and the subtitle says how many were left out.
@@ -424,7 +425,8 @@ def attention_heatmap(
     total_rows = len(tokens)
     tokens, weights = tokens[:max_rows], weights[:max_rows]
 
-    title = f"Where each answer {unit} looked"
+    whose = "question" if attention.rows == "question" else "answer"  # the rows' own tokens, never relabelled
+    title = f"Where each {whose} {unit} looked"
     num_rows, num_frames = weights.shape
     percent = 100.0 * weights
     times = _frame_times(timestamps_s, num_frames)
@@ -448,7 +450,7 @@ def attention_heatmap(
             "<br>%{z:.1f}% of this word's attention<extra></extra>",
         )
     )
-    shown = f"{num_rows} answer {unit}s" if total_rows <= num_rows else f"first {num_rows} of {total_rows} {unit}s"
+    shown = f"{num_rows} {whose} {unit}s" if total_rows <= num_rows else f"first {num_rows} of {total_rows} {unit}s"
     subtitle = f"{shown} × {num_frames} frame{'s' if num_frames != 1 else ''}"
     note = _source_note(attention)
     height = int(np.clip(120 + 22 * num_rows, 340, 720)) + NOTE_LINE_PX * len(note)
@@ -460,7 +462,7 @@ def attention_heatmap(
         tickvals=list(range(num_rows)),
         ticktext=row_text,
         autorange="reversed",
-        title_text=f"answer {unit}",
+        title_text=f"{whose} {unit}",
         showgrid=False,
     )
     return fig

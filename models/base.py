@@ -218,6 +218,7 @@ class Attention:
     token_frame_weights: np.ndarray | None = None
     spatial: dict[int, np.ndarray] = field(default_factory=dict)
     source: str = ""  # one line on how the weights were obtained, shown under the plot
+    rows: str = "answer"  # whose tokens the rows of `token_frame_weights` are: "answer" or "question"
 
 
 @dataclass

@@ -431,11 +431,30 @@ class HFVideoLLM:
             frame_weights=frame_weights / max(frame_weights.sum(), 1e-12),
             tokens=[self.tokenizer.decode([t]) for t in scored],
             token_frame_weights=per_frame,
+            spatial=spatial_maps(to_visual.mean(0), payload),
             source=(
                 f"attention from the answer tokens to each frame's visual tokens, layers {len(out.attentions) // 2}"
                 f"-{len(out.attentions) - 1}, averaged over heads and layers (an eager scoring pass)"
             ),
         )
+
+
+def spatial_maps(weights: torch.Tensor, payload: HFPayload) -> dict[int, np.ndarray]:
+    """(M,) attention on each visual token -> sampled frame position -> (h, w) map in [0, 1] on the LLM grid: each
+    token's weight lands on its (y, x) in its LLM frame (a merged token at its centre's cell), then each frame is
+    scaled by its own peak. Every sampled frame of an LLM frame shares that frame's map."""
+    height, width = payload.grid_hw
+    maps = torch.zeros(payload.num_llm_frames, height, width)
+    keep = payload.visual.llm_frame >= 0
+    where = payload.visual.positions[keep].long()
+    maps.index_put_(
+        (payload.visual.llm_frame[keep].long(), where[:, 1].clamp(0, height - 1), where[:, 2].clamp(0, width - 1)),
+        weights[keep].float(),
+        accumulate=True,
+    )
+    peaks = maps.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
+    maps = (maps / peaks).numpy()
+    return {p: maps[group] for group, positions in enumerate(payload.llm_frame_positions) for p in positions}
 
 
 def crop_to(cache, length: int) -> None:

@@ -347,6 +347,7 @@ class SlowFastVideoLLM:
             tokens=tokens,
             token_frame_weights=token_frame,
             spatial={position: maps[position] for position in range(video.num_frames)},
+            rows="question",  # the hybrid layers' cross-attention is recorded at the question's rows
             source=(
                 f"cross-attention from the question's tokens to the slow tokens ({height}x{width} per frame) in "
                 f"hybrid layers {layers}, averaged over heads and layers"
