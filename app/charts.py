@@ -152,6 +152,37 @@ def empty_figure(message: str, title: str = "", height: int = 320) -> go.Figure:
 # Compression view
 
 
+def caption_line(clip: ClipBudget, arrow: str = "→") -> str:
+    """'23 caption tokens → 96 visual tokens': why a `langdc` clip got its budget ("" for a clip no expert
+    described)."""
+    if clip.caption_tokens is None:
+        return ""
+    return f"{clip.caption_tokens} caption tokens {arrow} {clip.budget} visual tokens"
+
+
+def _wrapped(text: str, width: int, max_lines: int) -> list[str]:
+    """Words into at most `max_lines` lines of about `width` characters, an ellipsis where it was cut."""
+    lines = textwrap.wrap(text, width) or [""]
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], textwrap.shorten(" ".join(lines[max_lines - 1 :]), width, placeholder="…")]
+    return lines
+
+
+def _tick_texts(clips: Sequence[ClipBudget], labels: Sequence[str]) -> tuple[list[str], int]:
+    """Each clip's axis label, with its description and caption-to-budget line under it where an expert wrote
+    one; and how many extra lines that takes."""
+    if not any(clip.caption_tokens is not None for clip in clips):
+        return list(labels), 0
+    width = 34 if len(clips) <= 4 else 22
+    texts, extra = [], 0
+    for clip, label in zip(clips, labels):
+        lines = [label, f"<sup>{escape_text(caption_line(clip))}</sup>"]
+        lines += [f"<sup><i>{escape_text(line)}</i></sup>" for line in _wrapped(clip.caption or "", width, 3)]
+        texts.append("<br>".join(lines))
+        extra = max(extra, len(lines) - 1)
+    return texts, extra
+
+
 def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip") -> go.Figure:
     """Per-clip token budgets: one bar per clip for the dynamic budget, a dashed tick per clip for the baseline.
 
@@ -197,11 +228,14 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
         f"{escape_text(stats.compressor)} · global budget {stats.global_budget}{share} · baseline "
         f"{int(baselines.sum())} · used {int(used.sum())} tokens over {plural(len(clips), 'clip')}"
     )
-    _layout_with_legend(fig, escape_text(title), subtitle, 380, barmode="overlay", bargap=0.3)
+    ticks, extra_lines = _tick_texts(clips, labels)
+    _layout_with_legend(fig, escape_text(title), subtitle, 380 + 16 * extra_lines, barmode="overlay", bargap=0.3)
+    if extra_lines:  # the descriptions under the bars need room
+        fig.update_layout(margin={"b": 70 + 16 * extra_lines})
     fig.update_xaxes(
         tickmode="array",
         tickvals=positions.tolist(),
-        ticktext=labels,
+        ticktext=ticks,
         tickangle=-35 if len(clips) > 8 else 0,
         range=[-0.6, len(clips) - 0.4],
         title_text="clip (time range)",
@@ -218,7 +252,7 @@ BUDGET_HOVER = (
     "budget %{customdata[3]} tokens<br>"
     "fixed-rate baseline %{customdata[4]}<br>"
     "used %{customdata[5]}<br>"
-    "<i>%{customdata[6]}</i><extra></extra>"
+    "<i>%{customdata[6]}</i>%{customdata[7]}<extra></extra>"
 )
 
 
@@ -233,6 +267,7 @@ def _budget_hover_rows(clips: Sequence[ClipBudget], labels: Sequence[str]) -> li
             f"{_finite([clip.baseline_budget])[0]:.0f}",
             f"{_finite([clip.used_tokens])[0]:.0f}",
             escape_text(clip.text, 120) if clip.text else "—",
+            f"<br>{escape_text(caption_line(clip))}: “{escape_text(clip.caption, 160)}”" if clip.caption else "",
         ]
         for clip, label in zip(clips, labels)
     ]
@@ -337,6 +372,13 @@ def compression_summary_markdown(stats: TokenStats | None) -> str:
     lines = ["| | |", "|---|---:|"] + [f"| {name} | {value} |" for name, value in rows]
     if stats.note:
         lines.append(f"\n*{escape_text(stats.note, 400)}*")
+    described = [clip for clip in stats.clips if clip.caption_tokens is not None]
+    if described:
+        lines.append("\n**Why each clip got its tokens** (the language expert's description):")
+        lines += [
+            f"- {clip_label(clip)}: {caption_line(clip)} — “{escape_text(clip.caption or '', 240)}”"
+            for clip in described
+        ]
     return "\n".join(lines)
 
 
@@ -356,12 +398,13 @@ def clip_strip_image(
 
     aspect = frames.shape[2] / max(1, frames.shape[1])
     tile_w = max(48, int(round(tile_height * aspect)))
-    caption_h, bar_h, gap = 34, 6, 6
+    font = _font(12)
+    described = [_strip_caption(clip, tile_w, font) for clip in clips]
+    caption_h, bar_h, gap = 34 + 14 * max(len(lines) for lines in described), 6, 6
     width = len(clips) * tile_w + (len(clips) + 1) * gap
     height = gap + tile_height + caption_h + bar_h + gap
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = _font(12)
     max_budget = max(1.0, max(_finite([max(c.budget, c.baseline_budget) for c in clips])))
 
     for slot, clip in enumerate(clips):
@@ -374,6 +417,8 @@ def clip_strip_image(
         draw.text((x0 + 2, text_y), clip_label(clip).replace("–", "-"), fill=(33, 37, 41), font=font)
         budget_line = f"{clip.budget} tok · base {clip.baseline_budget}"
         draw.text((x0 + 2, text_y + 15), budget_line, fill=(73, 80, 87), font=font)
+        for row, line in enumerate(described[slot]):  # langdc: why this clip got its tokens
+            draw.text((x0 + 2, text_y + 30 + 14 * row), line, fill=(73, 80, 87), font=font)
         bar_y = gap + tile_height + caption_h
         draw.rectangle([x0, bar_y, x0 + tile_w - 1, bar_y + bar_h - 1], fill=(233, 236, 239))
         bar_w = int(round((tile_w - 1) * _finite([clip.budget])[0] / max_budget))
@@ -382,6 +427,15 @@ def clip_strip_image(
         base_x = x0 + int(round((tile_w - 1) * _finite([clip.baseline_budget])[0] / max_budget))
         draw.line([base_x, bar_y - 2, base_x, bar_y + bar_h + 1], fill=_hex_rgb(BASELINE_COLOR), width=2)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _strip_caption(clip: ClipBudget, tile_w: int, font) -> list[str]:
+    """The lines under a strip tile for a described clip: '23 caption tokens -> 96 visual tokens' and the
+    description, wrapped to the tile (PIL's bundled font has no arrow: the strip writes '->')."""
+    if clip.caption_tokens is None:
+        return []
+    chars = max(8, int(tile_w / max(1.0, font.getlength("abcdefghij") / 10)))
+    return _wrapped(caption_line(clip, "->"), chars, 2) + _wrapped(clip.caption or "", chars, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------------

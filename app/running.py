@@ -65,6 +65,8 @@ def compression_dict(stats: TokenStats) -> dict[str, Any]:
                 "used_tokens": int(clip.used_tokens),
                 "baseline_budget": int(clip.baseline_budget),
                 "density": round(float(clip.density), 4),
+                "caption": clip.caption,
+                "caption_tokens": None if clip.caption_tokens is None else int(clip.caption_tokens),
             }
             for clip in stats.clips
         ],

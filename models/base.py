@@ -77,13 +77,15 @@ class EncodeParams:
     num_frames: frames to sample uniformly (the fast pathway's frame count); fps: if set, sample at this rate
     instead, capped at num_frames; compressor: a key of `models.compression.COMPRESSORS` (one the model's spec
     lists); budget_pct: the global visual-token budget as % of the model's `official` count for these frames
-    (10..100, and above 100 where the frames hold more tokens; `official` ignores it).
+    (10..100, and above 100 where the frames hold more tokens; `official` ignores it); expert: who describes the
+    clips under `langdc` (`models.experts.EXPERTS`; the other compressors ignore it).
     """
 
     num_frames: int = 32
     fps: float | None = None
     compressor: str = "official"
     budget_pct: float = 100.0
+    expert: str = "lite"  # the language expert of `langdc` (a key of `models.experts.EXPERTS`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +122,8 @@ class ClipBudget:
     baseline_budget: int  # fixed-rate baseline: the same global budget at the same tokens per frame
     used_tokens: int  # tokens actually spent writing the clip (<= budget)
     text: str = ""  # what the LLM reads for this clip (language-space models)
+    caption: str | None = None  # `langdc`: the language expert's description of the clip ...
+    caption_tokens: int | None = None  # ... and the tokens it took (what set the budget)
 
 
 @dataclass

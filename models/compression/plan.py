@@ -16,7 +16,7 @@ frame. `describe_official` turns a plan into a description of tokens a fixed rul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -113,6 +113,8 @@ class CompressionPlan:
                 baseline_budget=int(clip.baseline_budget),
                 used_tokens=int(clip.budget if clip.used_tokens is None else clip.used_tokens),
                 text=texts[index] if index < len(texts) else "",
+                caption=clip.caption,
+                caption_tokens=clip.caption_tokens,
             )
             for index, clip in enumerate(self.clips)
         ]
@@ -267,6 +269,7 @@ def _plan(
     settings: PlannerSettings,
     content_aware: bool,
     timestamps_s: Sequence[float] | None,
+    captions: Sequence[tuple[str, int]] | None = None,
 ) -> CompressionPlan:
     num_frames = len(novelty)
     ranges = [(int(s), int(e)) for s, e in ranges]
@@ -274,7 +277,9 @@ def _plan(
     per_frame = settings.tokens_per_frame
     caps = [None if per_frame is None else n * per_frame for n in lengths]
     content = np.array([novelty[s:e].sum() for s, e in ranges])
-    if content_aware:
+    if captions is not None:  # LangDC: a clip's weight is the length of its description, nothing else
+        weights = np.array([max(0, int(tokens)) for _, tokens in captions], dtype=float)
+    elif content_aware:
         share = content / content.sum() if content.sum() > 0 else np.zeros(len(ranges))
         weights = settings.alpha * np.array(lengths) / num_frames + (1 - settings.alpha) * share
     else:
@@ -290,6 +295,8 @@ def _plan(
             budget=budgets[i],
             baseline_budget=budgets[i] if not content_aware else baseline[i],
             cap=caps[i],
+            caption=captions[i][0] if captions is not None else None,
+            caption_tokens=int(captions[i][1]) if captions is not None else None,
         )
         for i, (s, e) in enumerate(ranges)
     ]
@@ -354,6 +361,44 @@ def plan_uniform(
     plan = _plan(ranges, novelty, num_positions, global_budget, settings, False, timestamps_s)
     for clip in plan.clips:  # density is shown, not used
         clip.density = float(np.clip(novelty[clip.start : clip.end].sum() / (clip.num_frames * num_positions), 0, 1))
+    return plan
+
+
+LANGDC_CLIP_FRAMES = 4  # LangDC captions clips of 4 frames; longer spans are split so each part gets its own words
+Describe = Callable[[list[tuple[int, int]]], list[tuple[str, int]]]  # clip ranges -> (caption, tokens written)
+
+
+def plan_langdc(
+    frame_features: np.ndarray | torch.Tensor,
+    timestamps_s: Sequence[float] | None,
+    global_budget: int,
+    describe: Describe,
+    settings: PlannerSettings | None = None,
+    **overrides: Any,
+) -> CompressionPlan:
+    """The LangDC plan: clips cut where the frames change (as `plan_clips`), a language expert describes each one,
+    and each clip's budget follows the number of tokens its description took (LangDC's semantic density) through
+    the one exact allocation: floors first, the rest in proportion to caption length, within the caps. Clips are at
+    most `LANGDC_CLIP_FRAMES` long, as LangDC's, so a long shot's later parts can say "nothing new".
+
+    describe: clip ranges [start, end) -> (caption, caption tokens) per clip.
+    """
+    settings = replace(settings or PlannerSettings(), **overrides)
+    longest_clip = min(settings.max_clip_frames or LANGDC_CLIP_FRAMES, LANGDC_CLIP_FRAMES)
+    settings = replace(settings, max_clip_frames=longest_clip)
+    m, novelty, num_positions = frame_signals(frame_features, settings.token_similarity)
+    num_frames = len(novelty)
+    _check(num_frames, global_budget)
+    max_clips = min(settings.max_clips, max(1, global_budget // max(1, settings.min_tokens_per_clip)))
+    ranges = segment(m, num_frames, max_clips, settings)
+    captions = describe([(int(s), int(e)) for s, e in ranges])
+    if len(captions) != len(ranges):
+        raise ValueError(f"the language expert described {len(captions)} clips, the plan has {len(ranges)}")
+    plan = _plan(ranges, novelty, num_positions, global_budget, settings, True, timestamps_s, captions)
+    longest = max(1, max(int(tokens) for _, tokens in captions))
+    for clip in plan.clips:  # the density shown is the semantic one: caption length against the longest caption
+        clip.density = float(clip.caption_tokens) / longest
+    plan.compressor = "langdc"
     return plan
 
 

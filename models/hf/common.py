@@ -39,6 +39,8 @@ from models.base import (
     VisualContext,
     input_fingerprint,
 )
+from models.experts import load_expert
+from models.experts.base import describe_clips
 from models.hf.compressors import VisualTokens, compress_grids, grid_tokens
 from models.hf.preprocessing import pil_resize
 from models.hub import resolve_folder
@@ -179,9 +181,14 @@ class HFVideoLLM:
         encoded = time.perf_counter()
         official = self._family_official(grids)
         compressor, budget_pct = params.compressor, float(params.budget_pct)
+        describe, captioned = self._describer(frames, info, params) if compressor == "langdc" else (None, None)
         visual, clips, note, global_budget = compress_grids(
-            grids, official, info, compressor, budget_pct, frames, self.finish
+            grids, official, info, compressor, budget_pct, frames, self.finish, describe
         )
+        timings = {"encode": encoded - start}
+        if captioned is not None:
+            timings["language_expert"] = captioned.seconds
+        timings["compress"] = time.perf_counter() - encoded - timings.get("language_expert", 0.0)
         num_frames = len(frames)
         llm_positions = info["llm_frame_positions"]
         fast = spread_over_frames(
@@ -209,7 +216,7 @@ class HFVideoLLM:
             budget_pct=budget_pct,
             official_tokens=len(official),
             note=note,
-            timings_s={"encode": encoded - start, "compress": time.perf_counter() - encoded},
+            timings_s=timings,
         )
         return VisualContext(
             model_name=self.name,
@@ -227,6 +234,12 @@ class HFVideoLLM:
                 self._family_video_text(payload),
             ),
         )
+
+    def _describer(self, frames: Frames, info: dict, params: EncodeParams):
+        """`langdc`'s (describe, timer): the chosen expert describes clips of LLM frames, read as sampled frames."""
+        groups = info["llm_frame_positions"]
+        expert = load_expert(params.expert, host=self)
+        return describe_clips(expert, frames, lambda start, end: (groups[start][0], groups[end - 1][-1] + 1))
 
     # ---- prompt ------------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from models.base import ClipBudget
-from models.compression import TRAINING_FREE_NOTE, CompressedTokens, compress
+from models.compression import TRAINING_FREE_NOTE, CompressedTokens, Describe, compress
 
 
 @dataclass
@@ -61,9 +61,10 @@ def compress_grids(
     budget_pct: float,
     frames,
     finish: Callable[[VisualTokens], VisualTokens],
+    describe: Describe | None = None,
 ) -> tuple[VisualTokens, list[ClipBudget], str, int]:
     """Run `compressor` on the per-LLM-frame grids; returns the tokens (after `finish`), the clips on sampled
-    frames, the chart's note and the effective budget."""
+    frames, the chart's note and the effective budget. `describe` (for `langdc`) takes ranges of LLM frames."""
     groups = info["llm_frame_positions"]
     llm_times = [float(frames.timestamps_s[positions[0]]) for positions in groups]
     grid_token_count = grids.shape[0] * grids.shape[1] * grids.shape[2]
@@ -74,7 +75,9 @@ def compress_grids(
         return CompressedTokens(official.tokens[keep], official.llm_frame[keep], official.positions[keep], counts, [])
 
     cpu_grids = grids.detach().float().cpu()
-    tokens, plan = compress(compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official=official_rule)
+    tokens, plan = compress(
+        compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official=official_rule, describe=describe
+    )
     visual = finish(
         VisualTokens(
             tokens.tokens.to(grids.device, grids.dtype),
