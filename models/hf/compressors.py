@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from models.base import ClipBudget
-from models.compression import TRAINING_FREE_NOTE, CompressedTokens, Describe, compress
+from models.compression import TRAINING_FREE_NOTE, CompressedTokens, Describe, PlannerSettings, compress
+from models.compression.plan import LANGDC_CLIP_FRAMES
 
 
 @dataclass
@@ -75,8 +76,12 @@ def compress_grids(
         return CompressedTokens(official.tokens[keep], official.llm_frame[keep], official.positions[keep], counts, [])
 
     cpu_grids = grids.detach().float().cpu()
+    # LangDC's clips are 4 sampled frames; Qwen2.5-VL's LLM frames hold 2 each, so its clips are 2 LLM frames long
+    settings = None
+    if compressor == "langdc":
+        settings = PlannerSettings(max_clip_frames=max(1, LANGDC_CLIP_FRAMES // max(1, len(groups[0]))))
     tokens, plan = compress(
-        compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official=official_rule, describe=describe
+        compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official_rule, settings, describe
     )
     visual = finish(
         VisualTokens(
