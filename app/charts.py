@@ -176,7 +176,8 @@ def _tick_texts(clips: Sequence[ClipBudget], labels: Sequence[str]) -> tuple[lis
     width = 34 if len(clips) <= 4 else 22
     texts, extra = [], 0
     for clip, label in zip(clips, labels):
-        lines = [label, f"<sup>{escape_text(caption_line(clip))}</sup>"]
+        why = f"{clip.caption_tokens} caption tokens →<br>{clip.budget} visual tokens"  # caption_line, in two lines
+        lines = [label, *(f"<sup>{escape_text(part)}</sup>" for part in why.split("<br>"))]
         lines += [f"<sup><i>{escape_text(line)}</i></sup>" for line in _wrapped(clip.caption or "", width, 3)]
         texts.append("<br>".join(lines))
         extra = max(extra, len(lines) - 1)
@@ -435,7 +436,7 @@ def _strip_caption(clip: ClipBudget, tile_w: int, font) -> list[str]:
     if clip.caption_tokens is None:
         return []
     chars = max(8, int(tile_w / max(1.0, font.getlength("abcdefghij") / 10)))
-    return _wrapped(caption_line(clip, "->"), chars, 2) + _wrapped(clip.caption or "", chars, 3)
+    return _wrapped(caption_line(clip, "->"), chars, 3) + _wrapped(clip.caption or "", chars, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------------

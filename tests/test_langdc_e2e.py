@@ -92,8 +92,8 @@ def test_in_the_browser_langdc_bars_sum_to_the_budget_and_each_clip_shows_its_ca
         int(n.replace(",", "")) for n in re.search(r"budget of ([\d,]+) · 50% of ([\d,]+)", label).groups()
     )
     assert len(bars) >= 2 and sum(bars) == budget and abs(budget - official / 2) <= 1
-    ticks = page.locator("#budget-plot .xtick").all_inner_texts()
-    lines = [re.search(r"(\d+) caption tokens → (\d+) visual tokens", tick) for tick in ticks]
+    ticks = page.locator("#budget-plot .xtick").all_text_contents()  # SVG text: no innerText
+    lines = [re.search(r"(\d+) caption tokens →\s*(\d+) visual tokens", tick) for tick in ticks]
     assert len(lines) == len(bars) and all(lines), ticks
     assert [int(line.group(2)) for line in lines] == [round(b) for b in bars]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ def test_a_local_folder_registers_runs_offline_and_answers_with_dynamic_at_half(
     try:
         assert name == "tiny-slowfast" and registry.register_local_model(tiny_folder) == name
         spec = registry.get_spec(name)
-        assert spec.needs == {"cpu", "offline"} and spec.compressors == ("official", "uniform", "dynamic")
+        assert spec.needs == {"cpu", "offline"} and spec.compressors == ("official", "uniform", "dynamic", "langdc")
         assert spec.defaults.num_frames == NUM_FRAMES
         assert registry.availability(name) == (True, "")
         model = registry.load_model(name)

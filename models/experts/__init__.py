@@ -63,6 +63,16 @@ def load_expert(name: str, host: object | None = None) -> LanguageExpert:
         return _loaded[key]
 
 
+def forget_captions(*experts: object) -> None:
+    """Drop the captions the loaded experts (and `experts`) remember, so the next encode pays for fresh ones (what
+    a benchmark of the expert's cost needs)."""
+    with _lock:
+        for expert in [*_loaded.values(), *experts]:
+            memo = getattr(expert, "memo", None)
+            if isinstance(memo, dict):
+                memo.clear()
+
+
 __all__ = [
     "CAPTION_MAX_TOKENS",
     "CAPTION_PROMPT",
@@ -72,5 +82,6 @@ __all__ = [
     "ExpertSpec",
     "LanguageExpert",
     "check_expert",
+    "forget_captions",
     "load_expert",
 ]

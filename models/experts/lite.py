@@ -72,6 +72,7 @@ class LiteExpert:
 
             visual, llm = visual or VisualExpert(), llm or SmolLM()
         self.visual, self.llm, self.max_new_tokens = visual, llm, max_new_tokens
+        self.memo: dict[str, ClipCaption] = {}  # prompt -> caption: greedy decoding writes the same words again
 
     def describe(
         self, frames: Frames, clips: Sequence[tuple[int, int]], evidence: FrameEvidence | None = None
@@ -89,6 +90,8 @@ class LiteExpert:
         """SmolLM2's greedy description for one clip's prompt; its length in tokens is what it wrote."""
         from models.lite.llm import Generated
 
+        if prompt in self.memo:
+            return self.memo[prompt]
         messages = [{"role": "system", "content": SYSTEM}]
         for user, assistant in FEW_SHOT:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
@@ -96,7 +99,10 @@ class LiteExpert:
         ids, _ = self.llm.encode_with_offsets(self.llm.render(messages))
         params = GenerationParams(temperature=0.0, max_new_tokens=self.max_new_tokens)
         generated = next(item for item in self.llm.stream(ids, params) if isinstance(item, Generated))
-        return ClipCaption(generated.text, len(generated.ids))
+        if len(self.memo) >= 512:
+            self.memo.clear()
+        self.memo[prompt] = ClipCaption(generated.text, len(generated.ids))
+        return self.memo[prompt]
 
 
 def load(host: object | None = None) -> LiteExpert:
