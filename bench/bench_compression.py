@@ -11,7 +11,8 @@ cost next to encoding, and where `dynamic` puts the budget on the example clips.
   after a cut vs in the still span, under `dynamic`, `uniform` and `langdc` (the `lite` language expert), for the
   embedded default (real weights) and the tiny Slow-Fast (random weights: its clips are a random tower's, its
   captions the real `lite` expert's); for `langdc` the expert's share of the encode time, and the LLM input
-  tokens and prefill FLOPs against `official` (SmolLM2-135M's shape for the default, Qwen2-7B's for Slow-Fast).
+  tokens and prefill FLOPs against `official` (SmolLM2-135M's shape for the default, Qwen2-7B's for Slow-Fast);
+  full runs add a tiny random SmolVLM2 (SmolVLM2-256M's LLM is SmolLM2-135M-shaped).
 
 Run: `python bench/bench_compression.py [--repeats 3]`; `--quick` (CI): 1 repeat, budgets 100 % and 25 % only, 16
 frames for the example clips.
@@ -247,6 +248,23 @@ def main() -> None:
             pcts,
             quick=args.quick,
         )
+        if not args.quick:  # a tiny SmolVLM2 too (full runs only: --quick stays within CI's time)
+            tiny_hf_shares(Path(folder), frames, pcts)
+
+
+def tiny_hf_shares(folder: Path, frames: int, pcts: tuple[int, ...]) -> None:
+    """The same table for a tiny random SmolVLM2 (its LLM shaped like SmolVLM2-256M's, SmolLM2-135M)."""
+    from models.hf.smolvlm2 import load as load_smolvlm
+    from models.hf.testing import write_tiny_checkpoint
+
+    model = load_smolvlm("bench-tiny-smolvlm", str(write_tiny_checkpoint("smolvlm", folder / "smolvlm")))
+    budget_shares(
+        model,
+        f"Tiny SmolVLM2 (random weights, {frames} frames; prefill FLOPs at SmolVLM2-256M's LLM shape)",
+        lambda name, pct: EncodeParams(num_frames=frames, compressor=name, budget_pct=pct),
+        pcts,
+        SMOLLM2_135M,
+    )
 
 
 if __name__ == "__main__":
