@@ -445,7 +445,9 @@ class Endpoints:
                 only its sha256, duration and sampled times are kept).
         Returns:
             {answer, answer_id, model, video, frames: [{index, time_s}], token_plan: {compressor, budget_pct, clips,
-            totals}, attention: {per_frame, per_word, source}, timings, done: true}
+            totals}, attention: {per_frame, per_word, source}, timings, done: true}; each of token_plan's clips has
+            its time span, budget, used tokens, baseline and density, and under `langdc` the language expert's
+            `caption` and `caption_tokens` (null otherwise).
         """
         settings = _settings(model, frames, fps, compressor, budget, temperature, top_p, max_new_tokens, seed)
         yield from self.program.ask(video, question, settings, self._who(request), bool(share_video))

@@ -26,7 +26,7 @@ from models.units import plural
 # One palette for the whole studio, so a colour means the same thing in every view.
 DYNAMIC_COLOR = "#3b5bdb"  # dynamic (density-driven) budget
 USED_COLOR = "#1c2f8a"  # tokens a clip actually spent, drawn inside its budget bar
-BASELINE_COLOR = "#495057"  # fixed-rate baseline (equal split of the same global budget)
+BASELINE_COLOR = "#495057"  # fixed-rate baseline (the same global budget at the same tokens per frame)
 SLOW_COLOR = "#e8590c"  # slow pathway: few frames, many tokens each
 FAST_COLOR = "#15aabf"  # fast pathway: many frames, few tokens each
 ATTENTION_COLOR = "#9c2e7f"  # attention line in the timeline; a mid tone of the heatmap's scale
@@ -152,6 +152,38 @@ def empty_figure(message: str, title: str = "", height: int = 320) -> go.Figure:
 # Compression view
 
 
+def caption_line(clip: ClipBudget, arrow: str = "→") -> str:
+    """'23 caption tokens → 96 visual tokens': why a `langdc` clip got its budget ("" for a clip no expert
+    described)."""
+    if clip.caption_tokens is None:
+        return ""
+    return f"{clip.caption_tokens} caption tokens {arrow} {clip.budget} visual tokens"
+
+
+def _wrapped(text: str, width: int, max_lines: int) -> list[str]:
+    """Words into at most `max_lines` lines of about `width` characters, an ellipsis where it was cut."""
+    lines = textwrap.wrap(text, width) or [""]
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], textwrap.shorten(" ".join(lines[max_lines - 1 :]), width, placeholder="…")]
+    return lines
+
+
+def _tick_texts(clips: Sequence[ClipBudget], labels: Sequence[str]) -> tuple[list[str], int]:
+    """Each clip's axis label, with its description and caption-to-budget line under it where an expert wrote
+    one; and how many extra lines that takes."""
+    if not any(clip.caption_tokens is not None for clip in clips):
+        return list(labels), 0
+    width = 34 if len(clips) <= 4 else 22
+    texts, extra = [], 0
+    for clip, label in zip(clips, labels):
+        why = f"{clip.caption_tokens} caption tokens →<br>{clip.budget} visual tokens"  # caption_line, in two lines
+        lines = [label, *(f"<sup>{escape_text(part)}</sup>" for part in why.split("<br>"))]
+        lines += [f"<sup><i>{escape_text(line)}</i></sup>" for line in _wrapped(clip.caption or "", width, 3)]
+        texts.append("<br>".join(lines))
+        extra = max(extra, len(lines) - 1)
+    return texts, extra
+
+
 def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip") -> go.Figure:
     """Per-clip token budgets: one bar per clip for the dynamic budget, a dashed tick per clip for the baseline.
 
@@ -200,11 +232,14 @@ def budget_figure(stats: TokenStats | None, title: str = "Visual tokens per clip
         f"{escape_text(stats.compressor)} · global budget {stats.global_budget}{share} · baseline "
         f"{int(baselines.sum())} · used {int(used.sum())} {unit} over {plural(len(clips), 'clip')}"
     )
-    _layout_with_legend(fig, escape_text(title), subtitle, 380, barmode="overlay", bargap=0.3)
+    ticks, extra_lines = _tick_texts(clips, labels)
+    _layout_with_legend(fig, escape_text(title), subtitle, 380 + 16 * extra_lines, barmode="overlay", bargap=0.3)
+    if extra_lines:  # the descriptions under the bars need room
+        fig.update_layout(margin={"b": 70 + 16 * extra_lines})
     fig.update_xaxes(
         tickmode="array",
         tickvals=positions.tolist(),
-        ticktext=labels,
+        ticktext=ticks,
         tickangle=-35 if len(clips) > 8 else 0,
         range=[-0.6, len(clips) - 0.4],
         title_text="clip (time range)",
@@ -221,7 +256,7 @@ BUDGET_HOVER = (
     "budget %{customdata[3]}<br>"
     "fixed-rate baseline %{customdata[4]}<br>"
     "used %{customdata[5]}<br>"
-    "<i>%{customdata[6]}</i><extra></extra>"
+    "<i>%{customdata[6]}</i>%{customdata[7]}<extra></extra>"
 )
 
 
@@ -236,6 +271,7 @@ def _budget_hover_rows(clips: Sequence[ClipBudget], labels: Sequence[str]) -> li
             f"{_finite([clip.baseline_budget])[0]:.0f}",
             f"{_finite([clip.used_tokens])[0]:.0f}",
             escape_text(clip.text, 120) if clip.text else "—",
+            f"<br>{escape_text(caption_line(clip))}: “{escape_text(clip.caption, 160)}”" if clip.caption else "",
         ]
         for clip, label in zip(clips, labels)
     ]
@@ -252,7 +288,7 @@ def _baseline_ticks(positions: np.ndarray, baselines: np.ndarray) -> go.Scatter:
         x=segment_x,
         y=segment_y,
         mode="lines",
-        name="fixed-rate baseline (equal split)",
+        name="fixed-rate baseline (same tokens per frame)",
         line={"color": BASELINE_COLOR, "width": 2.5, "dash": "dash"},
         hoverinfo="skip",
     )
@@ -340,6 +376,13 @@ def compression_summary_markdown(stats: TokenStats | None) -> str:
     lines = ["| | |", "|---|---:|"] + [f"| {name} | {value} |" for name, value in rows]
     if stats.note:
         lines.append(f"\n*{escape_text(stats.note, 400)}*")
+    described = [clip for clip in stats.clips if clip.caption_tokens is not None]
+    if described:
+        lines.append("\n**Why each clip got its tokens** (the language expert's description):")
+        lines += [
+            f"- {clip_label(clip)}: {caption_line(clip)} — “{escape_text(clip.caption or '', 240)}”"
+            for clip in described
+        ]
     return "\n".join(lines)
 
 
@@ -359,12 +402,13 @@ def clip_strip_image(
 
     aspect = frames.shape[2] / max(1, frames.shape[1])
     tile_w = max(48, int(round(tile_height * aspect)))
-    caption_h, bar_h, gap = 34, 6, 6
+    font = _font(12)
+    described = [_strip_caption(clip, tile_w, font) for clip in clips]
+    caption_h, bar_h, gap = 34 + 14 * max(len(lines) for lines in described), 6, 6
     width = len(clips) * tile_w + (len(clips) + 1) * gap
     height = gap + tile_height + caption_h + bar_h + gap
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = _font(12)
     max_budget = max(1.0, max(_finite([max(c.budget, c.baseline_budget) for c in clips])))
 
     for slot, clip in enumerate(clips):
@@ -377,6 +421,8 @@ def clip_strip_image(
         draw.text((x0 + 2, text_y), clip_label(clip).replace("–", "-"), fill=(33, 37, 41), font=font)
         budget_line = f"{clip.budget} tok · base {clip.baseline_budget}"
         draw.text((x0 + 2, text_y + 15), budget_line, fill=(73, 80, 87), font=font)
+        for row, line in enumerate(described[slot]):  # langdc: why this clip got its tokens
+            draw.text((x0 + 2, text_y + 30 + 14 * row), line, fill=(73, 80, 87), font=font)
         bar_y = gap + tile_height + caption_h
         draw.rectangle([x0, bar_y, x0 + tile_w - 1, bar_y + bar_h - 1], fill=(233, 236, 239))
         bar_w = int(round((tile_w - 1) * _finite([clip.budget])[0] / max_budget))
@@ -385,6 +431,15 @@ def clip_strip_image(
         base_x = x0 + int(round((tile_w - 1) * _finite([clip.baseline_budget])[0] / max_budget))
         draw.line([base_x, bar_y - 2, base_x, bar_y + bar_h + 1], fill=_hex_rgb(BASELINE_COLOR), width=2)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _strip_caption(clip: ClipBudget, tile_w: int, font) -> list[str]:
+    """The lines under a strip tile for a described clip: '23 caption tokens -> 96 visual tokens' and the
+    description, wrapped to the tile (PIL's bundled font has no arrow: the strip writes '->')."""
+    if clip.caption_tokens is None:
+        return []
+    chars = max(8, int(tile_w / max(1.0, font.getlength("abcdefghij") / 10)))
+    return _wrapped(caption_line(clip, "->"), chars, 3) + _wrapped(clip.caption or "", chars, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,7 +452,8 @@ def attention_heatmap(
     question: str = "",
     max_rows: int = 40,
 ) -> go.Figure:
-    """Answer tokens (rows, top to bottom in answer order) × sampled frames (one column each), in percent.
+    """Answer tokens (rows, top to bottom in answer order; question tokens where the model's attention is read
+    at the question, `Attention.rows`) × sampled frames (one column each), in percent.
 
     Long answers are first merged from sub-word tokens into words; past `max_rows` words only the first rows are
     drawn and the subtitle says how many were left out.
@@ -427,7 +483,8 @@ def attention_heatmap(
     total_rows = len(tokens)
     tokens, weights = tokens[:max_rows], weights[:max_rows]
 
-    title = f"Where each answer {unit} looked"
+    whose = "question" if attention.rows == "question" else "answer"  # the rows' own tokens, never relabelled
+    title = f"Where each {whose} {unit} looked"
     num_rows, num_frames = weights.shape
     percent = 100.0 * weights
     times = _frame_times(timestamps_s, num_frames)
@@ -451,7 +508,7 @@ def attention_heatmap(
             "<br>%{z:.1f}% of this word's attention<extra></extra>",
         )
     )
-    shown = f"{num_rows} answer {unit}s" if total_rows <= num_rows else f"first {num_rows} of {total_rows} {unit}s"
+    shown = f"{num_rows} {whose} {unit}s" if total_rows <= num_rows else f"first {num_rows} of {total_rows} {unit}s"
     subtitle = f"{shown} × {num_frames} frame{'s' if num_frames != 1 else ''}"
     note = _source_note(attention)
     height = int(np.clip(120 + 22 * num_rows, 340, 720)) + NOTE_LINE_PX * len(note)
@@ -463,7 +520,7 @@ def attention_heatmap(
         tickvals=list(range(num_rows)),
         ticktext=row_text,
         autorange="reversed",
-        title_text=f"answer {unit}",
+        title_text=f"{whose} {unit}",
         showgrid=False,
     )
     return fig

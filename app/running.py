@@ -46,7 +46,8 @@ def no_progress(*_args: Any, **_kwargs: Any) -> None:
 
 def compression_dict(stats: TokenStats) -> dict[str, Any]:
     """The compression a model applied to one video, as plain JSON for records and the API: the compressor and its
-    budget, the per-clip plan (time span, budget, tokens used, the equal-split baseline, density) and the totals."""
+    budget, the per-clip plan (time span, budget, tokens used, the fixed-rate per-frame baseline, density, and a
+    language expert's caption where one wrote it) and the totals."""
     return {
         "compressor": stats.compressor,
         "budget_pct": stats.budget_pct,
@@ -66,6 +67,8 @@ def compression_dict(stats: TokenStats) -> dict[str, Any]:
                 "used_tokens": int(clip.used_tokens),
                 "baseline_budget": int(clip.baseline_budget),
                 "density": round(float(clip.density), 4),
+                "caption": clip.caption,
+                "caption_tokens": None if clip.caption_tokens is None else int(clip.caption_tokens),
             }
             for clip in stats.clips
         ],

@@ -5,6 +5,7 @@ and the model menu's choices, descriptions and compressors as the registry defin
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from models.base import EncodeParams, GenerationParams, ModelUnavailableError
 from models.compression import COMPRESSORS
+from models.experts import DEFAULT_EXPERT, check_expert
 from models.hub import download_status
 from models.pipeline import MAX_FRAMES
 from models.registry import DEFAULT_MODEL, MODELS, availability, get_spec, is_loading
@@ -41,7 +43,13 @@ class Settings:
         fps = _number("frames per second", self.fps, 0.0, MAX_FPS)
         budget_pct = _number("token budget (%)", self.budget_pct, MIN_BUDGET_PCT, MAX_BUDGET_PCT)
         compressor = check_compressor(self.model, self.compressor)
-        return EncodeParams(num_frames=num_frames, fps=fps or None, compressor=compressor, budget_pct=budget_pct)
+        return EncodeParams(
+            num_frames=num_frames,
+            fps=fps or None,
+            compressor=compressor,
+            budget_pct=budget_pct,
+            expert=langdc_expert(),
+        )
 
     def generation_params(self, seed_offset: int = 0) -> GenerationParams:
         return GenerationParams(
@@ -91,6 +99,17 @@ def check_compressor(model: str, compressor: Any) -> str:
     name = str(compressor or supported[0])
     if name not in supported:
         raise ValueError(f"{model} supports the compressors {', '.join(supported)}; {name!r} is not one of them")
+    return name
+
+
+LANGDC_EXPERT_ENV = "STUDIO_LANGDC_EXPERT"
+
+
+def langdc_expert() -> str:
+    """The language expert that describes clips under `langdc`: $STUDIO_LANGDC_EXPERT (a key of
+    `models.experts.EXPERTS`: lite, smolvlm2, self), else the offline `lite`."""
+    name = os.environ.get(LANGDC_EXPERT_ENV, "").strip() or DEFAULT_EXPERT
+    check_expert(name)
     return name
 
 

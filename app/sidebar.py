@@ -27,6 +27,7 @@ from app.studio import Studio
 from app.text import plain
 from app.wiring import HIDDEN, LIGHT, Panel, Shared
 from models.base import ModelUnavailableError
+from models.compression import COMPRESSORS
 from models.registry import default_model_name, get_spec, is_loaded
 
 MODEL_OUTPUTS = ["model", "model_info", "num_frames", "fps", "compressor", "budget_pct", "session"]
@@ -61,13 +62,15 @@ def build(studio: Studio, session: gr.State) -> tuple[Shared, Panel]:
             info="How visual tokens are reduced before the LLM reads them.",
             elem_id="compressor-dropdown",
         )
+        budget = budget_update(choice["value"])
         p["budget_pct"] = gr.Slider(
             5,
             200,
             value=defaults.budget_pct,
             step=5,
             label="Token budget (% of the model's own count)",
-            info="The global visual-token budget the compressor splits between clips.",
+            info=budget["info"],
+            interactive=budget["interactive"],
             elem_id="budget-slider",
         )
         gr.Markdown("### Frames")
@@ -118,6 +121,10 @@ def identity_markdown(who: Identity) -> str:
 
 
 def wire(studio: Studio, p: Panel) -> None:
+    p["compressor"].change(
+        budget_update, p["compressor"], p["budget_pct"], api_name="compressor_budget", **HIDDEN, **LIGHT
+    )
+
     def on_model(session, name):
         return p.updates(MODEL_OUTPUTS, select_model(session, name))
 
@@ -156,6 +163,18 @@ def compressor_update(model: str, value: str | None = None) -> Any:
     supported = compressors_for(model)
     choices = [(f"{name} — {compressor_description(name)}", name) for name in supported]
     return gr.update(choices=choices, value=value if value in supported else supported[0])
+
+
+BUDGET_INFO = "The global visual-token budget the compressor splits between clips."
+
+
+def budget_update(compressor: str | None) -> Any:
+    """The budget slider for `compressor`: off (and saying why) where the compressor ignores the budget."""
+    spec = COMPRESSORS.get(str(compressor))
+    if spec is not None and not spec.uses_budget:
+        info = f"{compressor} ignores the budget: it feeds the checkpoint's own token count, as it was trained."
+        return gr.update(interactive=False, info=info)
+    return gr.update(interactive=True, info=BUDGET_INFO)
 
 
 def select_model(session: Session, name: str) -> dict[str, Any]:

@@ -8,11 +8,14 @@ cost next to encoding, and where `dynamic` puts the budget on the example clips.
 * Planner + realizer cost as a fraction of `encode_video` (tower + projector + compressor) on the tiny config; the
   7B tower costs ~2 TFLOPs per frame, so on the real model the fraction is far smaller still.
 * Example clips (assets/examples.json, those with both cuts and a still span): budget per frame in the first second
-  after a cut vs in the still span, under `dynamic` and `uniform`, for the embedded default (real weights) and the
-  tiny Slow-Fast (random weights: its features are a random tower's, so its figures show the plumbing only).
+  after a cut vs in the still span, under `dynamic`, `uniform` and `langdc` (the `lite` language expert), for the
+  embedded default (real weights) and the tiny Slow-Fast (random weights: its clips are a random tower's, its
+  captions the real `lite` expert's); for `langdc` the expert's share of the encode time, and the LLM input
+  tokens and prefill FLOPs against `official` (SmolLM2-135M's shape for the default, Qwen2-7B's for Slow-Fast);
+  full runs add a tiny random SmolVLM2 (SmolVLM2-256M's LLM is SmolLM2-135M-shaped).
 
 Run: `python bench/bench_compression.py [--repeats 3]`; `--quick` (CI): 1 repeat, budgets 100 % and 25 % only, 16
-frames for the embedded default.
+frames for the example clips.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_slowfast_tokens import LLMShape, prefill_flops, time_prefill  # noqa: E402
 from models.base import EncodeParams  # noqa: E402
 from models.compression import compress  # noqa: E402
+from models.experts import forget_captions  # noqa: E402
 from models.slowfast.testing import random_model, tiny_config  # noqa: E402
 from models.slowfast.tokens import plan_fast_tokens  # noqa: E402
 
@@ -114,37 +118,92 @@ def frame_kind(t: float, clip: dict) -> str | None:
     return None
 
 
-def budget_shares(model, label: str, params_for, pcts: tuple[int, ...] = PCTS) -> None:
-    """Budget per frame just after a cut vs in a still span, as multiples of the video's mean per-frame budget (a
-    clip's budget spread evenly over its frames)."""
-    from models.pipeline import encode_video
+NAMES = ("dynamic", "uniform", "langdc")
+QWEN2_7B = LLMShape()
+SMOLLM2_135M = LLMShape(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, head_dim=64, vocab=49152)
 
+
+def _rates(context, clip: dict) -> tuple[float, float]:
+    """Mean per-frame budget (x the video's mean) of the frames just after a cut, and of those in a still span."""
+    stats = context.stats
+    mean = stats.global_budget / context.num_frames
+    rates = {"cut": [], "still": []}
+    for c in stats.clips:
+        for position in c.frame_positions:
+            kind = frame_kind(context.timestamps_s[position], clip)
+            if kind:
+                rates[kind].append(c.budget / len(c.frame_positions) / mean)
+    return _mean(rates["cut"]), _mean(rates["still"])
+
+
+def _encode(model, path: Path, params: EncodeParams, fresh_captions: bool = True):
+    from models.pipeline import ENCODE_CACHE, encode_video
+
+    ENCODE_CACHE.clear()  # every row is a fresh encode, so the expert's cost is real
+    if fresh_captions:
+        forget_captions(getattr(model, "_language_expert", None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return encode_video(model, str(path), params)
+
+
+def _prefill_ratio(shape: LLMShape, context, official) -> float:
+    """Prefill FLOPs of the LLM input (visual tokens + the prompt's text) against `official`'s."""
+
+    def flops(stats) -> float:
+        slow = stats.slow_tokens if shape is not SMOLLM2_135M else 0  # Slow-Fast: slow tokens are cross-attended
+        fast = stats.fast_tokens if slow else stats.total_visual_tokens
+        return prefill_flops(shape, fast + TEXT_TOKENS, slow, TEXT_TOKENS if slow else 0)
+
+    return flops(context.stats) / flops(official.stats)
+
+
+def budget_shares(
+    model, label: str, params_for, pcts: tuple[int, ...] = PCTS, shape: LLMShape = QWEN2_7B, quick: bool = False
+) -> None:
+    """Budget per frame just after a cut vs in a still span (x the video's mean per-frame budget; a clip's budget
+    spread evenly over its frames) under `dynamic`, `uniform` and `langdc`; for `langdc` also the language
+    expert's share of the encode time, and LLM input tokens and prefill FLOPs as ratios to `official`. `quick`:
+    later budgets reuse the first budget's captions (the expert's cost is then the first row's)."""
     examples = json.loads((ROOT / "assets/examples.json").read_text())["clips"]
     print(f"## {label}: budget per frame after a cut vs in a still span (x the video's mean per frame)")
     print(
-        f"{'clip':>12} {'budget':>6} | {'dynamic cut':>11} {'still':>6} {'ratio':>6} | {'uniform cut':>9} {'still':>6}"
+        f"{'clip':>12} {'budget':>6} | {'dynamic cut':>11} {'still':>6} {'ratio':>6} | {'uniform cut':>11} "
+        f"{'still':>6} {'ratio':>6} | {'langdc cut':>10} {'still':>6} {'ratio':>6} | {'expert':>6} {'tokens':>6} "
+        f"{'FLOPs':>6}"
     )
     for clip in examples:
         if not clip["cut_times_s"] or not clip["still_spans_s"]:
             continue
-        for pct in pcts:
-            cells = []
-            for name in ("dynamic", "uniform"):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    context = encode_video(model, str(ROOT / "assets" / clip["file"]), params_for(name, pct))
-                stats = context.stats
-                mean = stats.global_budget / context.num_frames
-                rates = {"cut": [], "still": []}
-                for c in stats.clips:
-                    for position in c.frame_positions:
-                        kind = frame_kind(context.timestamps_s[position], clip)
-                        if kind:
-                            rates[kind].append(c.budget / len(c.frame_positions) / mean)
-                cells.append((_mean(rates["cut"]), _mean(rates["still"])))
-            (dc, ds), (uc, us) = cells
-            print(f"{clip['file']:>12} {pct:>5}% | {dc:>11.2f} {ds:>6.2f} {dc / ds:>5.2f}x | {uc:>11.2f} {us:>6.2f}")
-    print()
+        path = ROOT / "assets" / clip["file"]
+        official = _encode(model, path, params_for("official", 100))
+        for row, pct in enumerate(pcts):
+            fresh = not quick or row == 0
+            contexts = {name: _encode(model, path, params_for(name, pct), fresh) for name in NAMES}
+            cells = " | ".join(
+                "{:>11.2f} {:>6.2f} {:>5.2f}x".format(*_rates(contexts[name], clip), _ratio(contexts[name], clip))
+                for name in NAMES
+            )
+            langdc = contexts["langdc"]
+            timings = langdc.stats.timings_s
+            share = timings["language_expert"] / sum(v for k, v in timings.items() if k != "sample_frames")
+            tokens = _input_tokens(shape, langdc) / max(1, _input_tokens(shape, official))
+            flops = _prefill_ratio(shape, langdc, official)
+            print(f"{clip['file']:>12} {pct:>5}% | {cells} | {share:>6.1%} {tokens:>6.3f} {flops:>6.3f}")
+    print(
+        "(expert: the language expert's share of langdc's encode time; tokens: visual tokens in the LLM's input "
+        "sequence, FLOPs: its prefill FLOPs with the prompt's text, both as ratios to official)\n"
+    )
+
+
+def _input_tokens(shape: LLMShape, context) -> int:
+    """Visual tokens in the LLM's input sequence: Slow-Fast's fast tokens (its slow ones are cross-attended)."""
+    return context.stats.total_visual_tokens if shape is SMOLLM2_135M else context.stats.fast_tokens
+
+
+def _ratio(context, clip: dict) -> float:
+    cut, still = _rates(context, clip)
+    return cut / still
 
 
 def _mean(values: list[float]) -> float:
@@ -167,9 +226,11 @@ def main() -> None:
     lite = load_model("slowfast-lite")
     budget_shares(
         lite,
-        "Embedded default (slowfast-lite, 192 official language tokens)",
+        "Embedded default (slowfast-lite, 192 official language tokens, lite expert)",
         lambda name, pct: EncodeParams(num_frames=frames, fps=2.0, compressor=name, budget_pct=pct),
         pcts,
+        SMOLLM2_135M,
+        args.quick,
     )
 
     import tempfile
@@ -178,14 +239,32 @@ def main() -> None:
     from models.slowfast.testing import write_checkpoint
 
     with tempfile.TemporaryDirectory() as folder:
-        model = random_model(tiny_config(mm_training_video_frames=16, min_fast_frames=4))
+        model = random_model(tiny_config(mm_training_video_frames=frames, min_fast_frames=4))
         tiny = load("bench-tiny", repo_id=str(write_checkpoint(model, Path(folder) / "tiny")), device="cpu")
         budget_shares(
             tiny,
-            "Tiny Slow-Fast (random weights, 16 frames, 324 official fast tokens)",
-            lambda name, pct: EncodeParams(num_frames=16, compressor=name, budget_pct=pct),
+            f"Tiny Slow-Fast (random weights, {frames} frames; prefill FLOPs at the 7B shape)",
+            lambda name, pct: EncodeParams(num_frames=frames, compressor=name, budget_pct=pct),
             pcts,
+            quick=args.quick,
         )
+        if not args.quick:  # a tiny SmolVLM2 too (full runs only: --quick stays within CI's time)
+            tiny_hf_shares(Path(folder), frames, pcts)
+
+
+def tiny_hf_shares(folder: Path, frames: int, pcts: tuple[int, ...]) -> None:
+    """The same table for a tiny random SmolVLM2 (its LLM shaped like SmolVLM2-256M's, SmolLM2-135M)."""
+    from models.hf.smolvlm2 import load as load_smolvlm
+    from models.hf.testing import write_tiny_checkpoint
+
+    model = load_smolvlm("bench-tiny-smolvlm", str(write_tiny_checkpoint("smolvlm", folder / "smolvlm")))
+    budget_shares(
+        model,
+        f"Tiny SmolVLM2 (random weights, {frames} frames; prefill FLOPs at SmolVLM2-256M's LLM shape)",
+        lambda name, pct: EncodeParams(num_frames=frames, compressor=name, budget_pct=pct),
+        pcts,
+        SMOLLM2_135M,
+    )
 
 
 if __name__ == "__main__":

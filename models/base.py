@@ -77,13 +77,15 @@ class EncodeParams:
     num_frames: frames to sample uniformly (the fast pathway's frame count); fps: if set, sample at this rate
     instead, capped at num_frames; compressor: a key of `models.compression.COMPRESSORS` (one the model's spec
     lists); budget_pct: the global visual-token budget as % of the model's `official` count for these frames
-    (10..100, and above 100 where the frames hold more tokens; `official` ignores it).
+    (10..100, and above 100 where the frames hold more tokens; `official` ignores it); expert: who describes the
+    clips under `langdc` (`models.experts.EXPERTS`; the other compressors ignore it).
     """
 
     num_frames: int = 32
     fps: float | None = None
     compressor: str = "official"
     budget_pct: float = 100.0
+    expert: str = "lite"  # the language expert of `langdc` (a key of `models.experts.EXPERTS`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,9 +119,11 @@ class ClipBudget:
     frame_positions: list[int]
     density: float  # semantic density in [0, 1]: how much there is to say about this clip
     budget: int  # dynamic budget (tokens)
-    baseline_budget: int  # fixed-rate baseline: equal split of the same global budget
+    baseline_budget: int  # fixed-rate baseline: the same global budget at the same tokens per frame
     used_tokens: int  # tokens actually spent writing the clip (<= budget)
     text: str = ""  # what the LLM reads for this clip (language-space models)
+    caption: str | None = None  # `langdc`: the language expert's description of the clip ...
+    caption_tokens: int | None = None  # ... and the tokens it took (what set the budget)
 
 
 @dataclass
@@ -169,7 +173,8 @@ class VisualContext:
     """What `encode` produced for one video: model-specific payload plus what the studio can show.
 
     frame_indices / timestamps_s: the sampled frames; thumbnails: small uint8 frames (T, h, w, 3) for the UI;
-    payload: opaque to the app (a text timeline, tensors, ...).
+    payload: opaque to the app (a text timeline, tensors, ...); fingerprint: `input_fingerprint` of what the LLM
+    reads.
     """
 
     model_name: str
@@ -181,10 +186,27 @@ class VisualContext:
     stats: TokenStats
     payload: Any = None
     info: VideoInfo | None = None
+    fingerprint: str = ""  # sha256 of exactly what the LLM reads for this video ("" when the model cannot say)
 
     @property
     def num_frames(self) -> int:
         return len(self.frame_indices)
+
+
+def input_fingerprint(*parts: str | bytes | np.ndarray) -> str:
+    """sha256 over what an LLM reads for a video (texts, token arrays): two encodings with the same fingerprint
+    feed the model identical input, so a comparison between them would judge nothing."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            part = np.ascontiguousarray(part)
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            part = part.tobytes()
+        elif isinstance(part, str):
+            part = part.encode()
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -201,6 +223,7 @@ class Attention:
     token_frame_weights: np.ndarray | None = None
     spatial: dict[int, np.ndarray] = field(default_factory=dict)
     source: str = ""  # one line on how the weights were obtained, shown under the plot
+    rows: str = "answer"  # whose tokens the rows of `token_frame_weights` are: "answer" or "question"
 
 
 @dataclass

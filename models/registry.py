@@ -58,8 +58,8 @@ def default_model_name() -> str:
 MODELS: dict[str, ModelSpec] = {
     "slowfast-lite": ModelSpec(
         loader="models.lite.model:load",
-        description="Embedded default: EfficientNet-Lite0 labels in slow/fast pathways, LangDC-style per-clip "
-        "budgets written as language, answered by SmolLM2-135M-Instruct. Runs offline on a CPU.",
+        description="Embedded default: EfficientNet-Lite0 labels in slow/fast pathways, per-clip budgets "
+        "written as language, answered by SmolLM2-135M-Instruct. Runs offline on a CPU.",
         defaults=EncodeParams(num_frames=32, fps=2.0),
         needs=frozenset({"cpu", "offline"}),
         compressors=PLANNER_COMPRESSORS,

@@ -33,6 +33,8 @@ EXPECTED = {
         r"128 +1296 \| +1\.000 +1\.000 \|",  # analytic: tokens and FLOPs ratios to official
         r"dynamic +25% \| +\d+ +0\.250 \| +\d+\.\d +\d\.\d{3} \|",  # tiny config: tokens and prefill ratios
         r"montage\.mp4 +25% \| +\d+\.\d\d +\d+\.\d\d +\d+\.\d\dx \|",  # budget after a cut / in a still span
+        # langdc: its cut / still ratio, the expert's share of the encode, tokens and prefill FLOPs vs official
+        r"montage\.mp4 +25% \|.*\| +\d+\.\d\d +\d+\.\d\d +\d+\.\d\dx \| +\d+\.\d% +\d\.\d{3} +\d\.\d{3}",
     ],
     "bench_embedded.py": [r"follow-up / first turn \(ratio\) +\d+\.\d{3}"],
     "bench_engine.py": [

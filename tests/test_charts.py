@@ -315,3 +315,23 @@ def test_thin_and_broken_data_still_draw():
     assert np.isfinite(np.asarray(figures[3].data[0].z, dtype=float)).all()
     assert charts.clip_strip_image(None, single_clip).dtype == np.uint8
     assert charts.clip_strip_image(np.zeros((1, 8, 8, 3), np.uint8), TokenStats()).ndim == 3
+
+
+def test_langdc_clips_show_their_description_and_why_they_got_their_tokens():
+    stats, _ = make_stats(num_clips=3, global_budget=192)
+    thumbnails = np.full((32, 36, 64, 3), 200, np.uint8)
+    plain_strip = charts.clip_strip_image(thumbnails, stats)
+    for clip, (words, tokens) in zip(
+        stats.clips, [("A rocket lifts off at dusk", 23), ("Nothing new.", 3), (HOSTILE, 9)]
+    ):
+        clip.caption, clip.caption_tokens = words, tokens
+    stats.clips[0].budget = 96
+    fig = charts.budget_figure(stats)
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert "23 caption tokens →<br>96 visual tokens" in ticks[0].replace("</sup><br><sup>", "<br>")
+    assert "A rocket lifts off" in ticks[0]
+    assert "<script>" not in "".join(ticks), "descriptions are shown as text"
+    summary = charts.compression_summary_markdown(stats)
+    assert "23 caption tokens → 96 visual tokens" in summary and "Nothing new." in summary
+    strip = charts.clip_strip_image(thumbnails, stats)
+    assert strip.shape[0] > plain_strip.shape[0], "the strip makes room for each clip's description"

@@ -309,3 +309,24 @@ def test_sync_stays_off_without_a_repo(tmp_path, monkeypatch):
     assert "STUDIO_HUB_DATASET_REPO" in sync_off_message()
     status = push_to_hub(tmp_path, "not a repo id", token="hf_dummy")
     assert not status.ok and "user/name" in status.message
+
+
+def test_dpo_rows_keep_both_plans_with_each_clips_caption(store, video):
+    clip = {"index": 0, "start_s": 0.0, "end_s": 4.0, "frames": 4, "budget": 96, "used_tokens": 96}
+    langdc = {"compressor": "langdc", "budget_pct": 25.0, "global_budget": 96, "visual_tokens": 96,
+              "clips": [{**clip, "caption": "A rocket lifts off at dusk.", "caption_tokens": 23}]}  # fmt: skip
+    plain = {**clip, "budget": 384, "used_tokens": 384, "caption": None, "caption_tokens": None}
+    official = {"compressor": "official", "budget_pct": 100.0, "global_budget": 384, "visual_tokens": 384,
+                "clips": [plain]}  # fmt: skip
+    store.record_comparison(
+        model_a="m", model_b="m", question="What lifts off?", answer_a="a rocket", answer_b="a plane", choice="a",
+        conversation=[], video_path=video, video_duration_s=8.0, frame_indices_a=[0], frame_timestamps_s_a=[0.0],
+        frame_indices_b=[0], frame_timestamps_s_b=[0.0], extra={"compression_a": langdc, "compression_b": official},
+    )  # fmt: skip
+    result = export_all(store, formats=("dpo",))
+    [row] = read_jsonl(result.files["dpo_jsonl"])
+    assert row["chosen_compression"]["clips"][0]["caption"] == "A rocket lifts off at dusk."
+    assert row["chosen_compression"]["clips"][0]["caption_tokens"] == 23
+    assert row["rejected_compression"]["clips"][0]["caption"] is None
+    parquet = pd.read_parquet(result.files["dpo_parquet"])
+    assert parquet["chosen_compression"][0]["clips"][0]["caption_tokens"] == 23

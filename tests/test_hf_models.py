@@ -241,3 +241,28 @@ def test_cpu_space_with_hub_access_defaults_to_smolvlm2_and_answers(tmp_path, mo
     context = model.encode(make_frames(), EncodeParams(num_frames=8), "sha")
     answer = collect(model.stream(context, [], "What is shown?", GenerationParams(max_new_tokens=4)))
     assert answer.new_tokens > 0 and context.stats.official_tokens == 8 * 4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_answers_get_spatial_overlays_from_the_same_attention(tiny, family):
+    adapter = tiny[family]
+    context = adapter.encode(make_frames(), EncodeParams(num_frames=8, compressor="dynamic", budget_pct=50), "sha")
+    answer = collect(adapter.stream(context, [], "What is shown?", GenerationParams(max_new_tokens=4)))
+    spatial = answer.attention.spatial
+    assert set(spatial) == set(range(context.num_frames)), "one map per sampled frame"
+    height, width = context.payload.grid_hw
+    for heat in spatial.values():
+        assert heat.shape == (height, width) and 0.0 <= heat.min() and heat.max() <= 1.0 + 1e-6
+    assert answer.attention.rows == "answer"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_official_and_dynamic_at_full_budget_have_one_fingerprint(tiny, family):
+    adapter = tiny[family]
+    contexts = [
+        adapter.encode(make_frames(), EncodeParams(num_frames=8, compressor=name, budget_pct=pct), "sha")
+        for name, pct in (("official", 100), ("dynamic", 100), ("dynamic", 50))
+    ]
+    official, dynamic, half = (context.fingerprint for context in contexts)
+    assert official == dynamic, "every grid token, in the same order: the same input"
+    assert half != official

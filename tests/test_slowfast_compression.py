@@ -115,7 +115,7 @@ def test_a_local_folder_registers_runs_offline_and_answers_with_dynamic_at_half(
     try:
         assert name == "tiny-slowfast" and registry.register_local_model(tiny_folder) == name
         spec = registry.get_spec(name)
-        assert spec.needs == {"cpu", "offline"} and spec.compressors == ("official", "uniform", "dynamic")
+        assert spec.needs == {"cpu", "offline"} and spec.compressors == ("official", "uniform", "dynamic", "langdc")
         assert spec.defaults.num_frames == NUM_FRAMES
         assert registry.availability(name) == (True, "")
         model = registry.load_model(name)
@@ -159,3 +159,14 @@ def test_env_and_config_file_register_folders_by_name(tiny_folder, tmp_path):
     finally:
         for name in ("from-env", "from-file", "from-toml"):
             registry.MODELS.pop(name, None)
+
+
+def test_the_heatmap_rows_are_labelled_as_the_question_tokens_they_are(adapter):
+    from app.charts import attention_heatmap
+
+    context = encode(adapter, "official")
+    answer = collect(adapter.stream(context, [], "What happens?", GREEDY))
+    assert answer.attention.rows == "question"
+    figure = attention_heatmap(answer.attention, context.timestamps_s, "What happens?")
+    assert "question token" in figure.layout.yaxis.title.text
+    assert "answer" not in figure.layout.yaxis.title.text and "answer" not in figure.layout.title.text

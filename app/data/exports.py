@@ -104,6 +104,8 @@ _COMPRESSION = pa.struct(
                         ("used_tokens", pa.int64()),
                         ("baseline_budget", pa.int64()),
                         ("density", pa.float64()),
+                        ("caption", pa.string()),  # `langdc`: the language expert's description of the clip
+                        ("caption_tokens", pa.int64()),  # and its length in tokens (what set the budget)
                     ]
                 )
             ),

@@ -1,15 +1,17 @@
 """Visual-token compression shared by every model: the planner (clips and exact per-clip budgets), the realizers
 (grids -> the planned tokens), SlowFast-LLaVA's pathways and the compressor registry (`official`, `uniform`,
-`dynamic`, `sf-llava`). No gradio here."""
+`dynamic`, `langdc`, `sf-llava`). No gradio here."""
 
 from models.compression.plan import (
     CompressionPlan,
+    Describe,
     PlannedClip,
     PlannerSettings,
     allocate,
     describe_official,
     global_budget_for,
     plan_clips,
+    plan_langdc,
     plan_uniform,
     split_by_weights,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "TRAINING_FREE_NOTE",
     "CompressedTokens",
     "CompressionPlan",
+    "Describe",
     "CompressorSpec",
     "PlannedClip",
     "PlannerSettings",
@@ -40,6 +43,7 @@ __all__ = [
     "describe_official",
     "global_budget_for",
     "plan_clips",
+    "plan_langdc",
     "plan_uniform",
     "realize",
     "split_by_weights",

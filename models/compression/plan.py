@@ -16,7 +16,7 @@ frame. `describe_official` turns a plan into a description of tokens a fixed rul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -47,10 +47,10 @@ class PlannerSettings:
 
 @dataclass
 class PlannedClip:
-    """One clip: frame positions [start, end), its density in [0, 1], budget, the equal-split baseline budget at
-    the same global budget, the cap (tokens it can hold; None: no cap) and, after realizing, the tokens used.
-    caption / caption_tokens: for a model whose captioner writes each clip (LangDC), the decoded caption and how
-    many of the clip's tokens it gave."""
+    """One clip: frame positions [start, end), its density in [0, 1], budget, the fixed-rate baseline budget (the
+    same tokens per frame) at the same global budget, the cap (tokens it can hold; None: no cap) and, after
+    realizing, the tokens used. Under `langdc`, `caption` is the language expert's description of the clip and
+    `caption_tokens` its length in tokens (what set the budget); the LangDC checkpoint's captioner fills them too."""
 
     start: int
     end: int
@@ -113,6 +113,8 @@ class CompressionPlan:
                 baseline_budget=int(clip.baseline_budget),
                 used_tokens=int(clip.budget if clip.used_tokens is None else clip.used_tokens),
                 text=texts[index] if index < len(texts) else "",
+                caption=clip.caption,
+                caption_tokens=clip.caption_tokens,
             )
             for index, clip in enumerate(self.clips)
         ]
@@ -179,6 +181,12 @@ def allocate(
             open_weights = open_.astype(float)
         budgets = np.minimum(budgets + split_by_weights(target - int(budgets.sum()), open_weights), limit)
     return [int(b) for b in budgets]
+
+
+def fixed_rate_baseline(total: int, lengths: Sequence[int], caps: Sequence[int | None] | None = None) -> list[int]:
+    """The fixed-rate baseline of `total` tokens: the same tokens per *frame* (a clip's share follows its frame
+    count, as `uniform` spends them), within the caps. A 2-frame clip gets an eighth of a 16-frame one's."""
+    return allocate(total, [float(n) for n in lengths], [0] * len(lengths), caps)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -261,6 +269,7 @@ def _plan(
     settings: PlannerSettings,
     content_aware: bool,
     timestamps_s: Sequence[float] | None,
+    captions: Sequence[tuple[str, int]] | None = None,
 ) -> CompressionPlan:
     num_frames = len(novelty)
     ranges = [(int(s), int(e)) for s, e in ranges]
@@ -268,14 +277,16 @@ def _plan(
     per_frame = settings.tokens_per_frame
     caps = [None if per_frame is None else n * per_frame for n in lengths]
     content = np.array([novelty[s:e].sum() for s, e in ranges])
-    if content_aware:
+    if captions is not None:  # LangDC: a clip's weight is the length of its description, nothing else
+        weights = np.array([max(0, int(tokens)) for _, tokens in captions], dtype=float)
+    elif content_aware:
         share = content / content.sum() if content.sum() > 0 else np.zeros(len(ranges))
         weights = settings.alpha * np.array(lengths) / num_frames + (1 - settings.alpha) * share
     else:
         weights = np.array(lengths, dtype=float)  # fixed rate: the same tokens per frame
     floors = _floors(lengths, global_budget, caps, settings)
     budgets = allocate(global_budget, weights, floors, caps)
-    baseline = allocate(sum(budgets), np.ones(len(ranges)), [0] * len(ranges), caps)
+    baseline = fixed_rate_baseline(sum(budgets), lengths, caps)
     clips = [
         PlannedClip(
             start=int(s),
@@ -284,6 +295,8 @@ def _plan(
             budget=budgets[i],
             baseline_budget=budgets[i] if not content_aware else baseline[i],
             cap=caps[i],
+            caption=captions[i][0] if captions is not None else None,
+            caption_tokens=int(captions[i][1]) if captions is not None else None,
         )
         for i, (s, e) in enumerate(ranges)
     ]
@@ -313,7 +326,8 @@ def plan_clips(
     settings: PlannerSettings | None = None,
     **overrides: Any,
 ) -> CompressionPlan:
-    """The dynamic (LangDC-style) plan: clips cut at content changes, budgets by content, summing exactly.
+    """The dynamic plan (visual change, FastVID-style): clips cut where the frames change, budgets by how much
+    changed, summing exactly.
 
     frame_features: (T, C) pooled per-frame features, or (T, N, C) / (T, h, w, C) token grids.
     """
@@ -350,6 +364,44 @@ def plan_uniform(
     return plan
 
 
+LANGDC_CLIP_FRAMES = 4  # LangDC captions clips of 4 frames; longer spans are split so each part gets its own words
+Describe = Callable[[list[tuple[int, int]]], list[tuple[str, int]]]  # clip ranges -> (caption, tokens written)
+
+
+def plan_langdc(
+    frame_features: np.ndarray | torch.Tensor,
+    timestamps_s: Sequence[float] | None,
+    global_budget: int,
+    describe: Describe,
+    settings: PlannerSettings | None = None,
+    **overrides: Any,
+) -> CompressionPlan:
+    """The LangDC plan: clips cut where the frames change (as `plan_clips`), a language expert describes each one,
+    and each clip's budget follows the number of tokens its description took (LangDC's semantic density) through
+    the one exact allocation: floors first, the rest in proportion to caption length, within the caps. Clips are at
+    most `LANGDC_CLIP_FRAMES` long, as LangDC's, so a long shot's later parts can say "nothing new".
+
+    describe: clip ranges [start, end) -> (caption, caption tokens) per clip.
+    """
+    settings = replace(settings or PlannerSettings(), **overrides)
+    longest_clip = min(settings.max_clip_frames or LANGDC_CLIP_FRAMES, LANGDC_CLIP_FRAMES)
+    settings = replace(settings, max_clip_frames=longest_clip)
+    m, novelty, num_positions = frame_signals(frame_features, settings.token_similarity)
+    num_frames = len(novelty)
+    _check(num_frames, global_budget)
+    max_clips = min(settings.max_clips, max(1, global_budget // max(1, settings.min_tokens_per_clip)))
+    ranges = segment(m, num_frames, max_clips, settings)
+    captions = describe([(int(s), int(e)) for s, e in ranges])
+    if len(captions) != len(ranges):
+        raise ValueError(f"the language expert described {len(captions)} clips, the plan has {len(ranges)}")
+    plan = _plan(ranges, novelty, num_positions, global_budget, settings, True, timestamps_s, captions)
+    longest = max(1, max(int(tokens) for _, tokens in captions))
+    for clip in plan.clips:  # the density shown is the semantic one: caption length against the longest caption
+        clip.density = float(clip.caption_tokens) / longest
+    plan.compressor = "langdc"
+    return plan
+
+
 def global_budget_for(official_tokens: int, budget_pct: float) -> int:
     """The global budget at `budget_pct` % of the official count (at least one token)."""
     if not budget_pct > 0:
@@ -360,12 +412,12 @@ def global_budget_for(official_tokens: int, budget_pct: float) -> int:
 def describe_official(plan: CompressionPlan, per_frame_counts: Sequence[int]) -> CompressionPlan:
     """Recast a content plan as a description of tokens a fixed rule already chose (the `official` rule, or
     SlowFast-LLaVA's pathways): each clip's budget (and used tokens) is the tokens that come from its frames; the
-    baseline is the equal split of their total."""
+    baseline is their total at the same tokens per frame."""
     total = int(sum(per_frame_counts))
     for clip in plan.clips:
         clip.budget = clip.used_tokens = int(sum(per_frame_counts[clip.start : clip.end]))
         clip.cap = None
-    baseline = allocate(total, np.ones(len(plan.clips)), [0] * len(plan.clips))
+    baseline = fixed_rate_baseline(total, [clip.num_frames for clip in plan.clips])
     for clip, share in zip(plan.clips, baseline):
         clip.baseline_budget = share
     plan.global_budget = plan.effective_budget = total

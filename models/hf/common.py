@@ -39,7 +39,10 @@ from models.base import (
     TokenStats,
     VideoError,
     VisualContext,
+    input_fingerprint,
 )
+from models.experts import load_expert
+from models.experts.base import describe_clips
 from models.hf.compressors import VisualTokens, compress_grids, grid_tokens
 from models.hf.preprocessing import pil_resize
 from models.hub import resolve_folder
@@ -90,8 +93,8 @@ def _encode_seconds(model_name: str, frames: Frames, *args: object, **kwargs: ob
 
 
 @gpu_task(duration=_encode_seconds)
-def _encode_on_device(model_name: str, frames: Frames, compressor: str, budget_pct: float) -> EncodedVideo:
-    return live_model(model_name).encode_tokens(frames, compressor, budget_pct)
+def _encode_on_device(model_name: str, frames: Frames, params: EncodeParams) -> EncodedVideo:
+    return live_model(model_name).encode_tokens(frames, params)
 
 
 def _generate_seconds(model_name: str, payload, history, question, params: GenerationParams, *args, **kwargs) -> int:
@@ -226,7 +229,7 @@ class HFVideoLLM:
     def encode(self, frames: Frames, params: EncodeParams, video_sha256: str) -> VisualContext:
         if len(frames) == 0:
             raise VideoError("no frames could be read from this video")
-        encoded = _encode_on_device(self.name, frames, params.compressor, float(params.budget_pct))
+        encoded = _encode_on_device(self.name, frames, params)
         visual, info = encoded.visual, encoded.info
         num_frames = len(frames)
         llm_positions = info["llm_frame_positions"]
@@ -267,19 +270,31 @@ class HFVideoLLM:
             stats=stats,
             payload=payload,
             info=frames.info,
+            fingerprint=input_fingerprint(
+                visual.tokens.detach().float().cpu().numpy(),
+                visual.positions.cpu().numpy(),
+                self._family_video_text(payload),
+            ),
         )
 
     @torch.no_grad()
-    def encode_tokens(self, frames: Frames, compressor: str, budget_pct: float) -> EncodedVideo:
-        """The GPU half of `encode`: the tower, then the compressor over its grids."""
+    def encode_tokens(self, frames: Frames, params: EncodeParams) -> EncodedVideo:
+        """The GPU half of `encode`: the tower, then the compressor over its grids (under `langdc`, after the
+        language expert has described each clip)."""
         start = time.perf_counter()
         with self._lock:
             grids, info = self._family_encode(frames)
         encoded = time.perf_counter()
         official = self._family_official(grids)
+        compressor, budget_pct = params.compressor, float(params.budget_pct)
+        describe, captioned = self._describer(frames, info, params) if compressor == "langdc" else (None, None)
         visual, clips, note, global_budget = compress_grids(
-            grids, official, info, compressor, budget_pct, frames, self.finish
+            grids, official, info, compressor, budget_pct, frames, self.finish, describe
         )
+        timings = {"encode": encoded - start}
+        if captioned is not None:
+            timings["language_expert"] = captioned.seconds
+        timings["compress"] = time.perf_counter() - encoded - timings.get("language_expert", 0.0)
         kept = {key: info[key] for key in KEPT_INFO if key in info}
         return EncodedVideo(
             visual=visual,
@@ -289,8 +304,14 @@ class HFVideoLLM:
             note=note,
             global_budget=global_budget,
             info=kept,
-            timings_s={"encode": encoded - start, "compress": time.perf_counter() - encoded},
+            timings_s=timings,
         )
+
+    def _describer(self, frames: Frames, info: dict, params: EncodeParams):
+        """`langdc`'s (describe, timer): the chosen expert describes clips of LLM frames, read as sampled frames."""
+        groups = info["llm_frame_positions"]
+        expert = load_expert(params.expert, host=self)
+        return describe_clips(expert, frames, lambda start, end: (groups[start][0], groups[end - 1][-1] + 1))
 
     # ---- prompt ------------------------------------------------------------------------------------------------
 
@@ -489,11 +510,30 @@ class HFVideoLLM:
             frame_weights=frame_weights / max(frame_weights.sum(), 1e-12),
             tokens=[self.tokenizer.decode([t]) for t in scored],
             token_frame_weights=per_frame,
+            spatial=spatial_maps(to_visual.mean(0), payload),
             source=(
                 f"attention from the answer tokens to each frame's visual tokens, layers {len(out.attentions) // 2}"
                 f"-{len(out.attentions) - 1}, averaged over heads and layers (an eager scoring pass)"
             ),
         )
+
+
+def spatial_maps(weights: torch.Tensor, payload: HFPayload) -> dict[int, np.ndarray]:
+    """(M,) attention on each visual token -> sampled frame position -> (h, w) map in [0, 1] on the LLM grid: each
+    token's weight lands on its (y, x) in its LLM frame (a merged token at its centre's cell), then each frame is
+    scaled by its own peak. Every sampled frame of an LLM frame shares that frame's map."""
+    height, width = payload.grid_hw
+    maps = torch.zeros(payload.num_llm_frames, height, width)
+    keep = payload.visual.llm_frame >= 0
+    where = payload.visual.positions[keep].long()
+    maps.index_put_(
+        (payload.visual.llm_frame[keep].long(), where[:, 1].clamp(0, height - 1), where[:, 2].clamp(0, width - 1)),
+        weights[keep].float(),
+        accumulate=True,
+    )
+    peaks = maps.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
+    maps = (maps / peaks).numpy()
+    return {p: maps[group] for group, positions in enumerate(payload.llm_frame_positions) for p in positions}
 
 
 def crop_to(cache, length: int) -> None:

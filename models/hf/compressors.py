@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from models.base import ClipBudget
-from models.compression import TRAINING_FREE_NOTE, CompressedTokens, compress
+from models.compression import TRAINING_FREE_NOTE, CompressedTokens, Describe, PlannerSettings, compress
+from models.compression.plan import LANGDC_CLIP_FRAMES
 
 
 @dataclass
@@ -61,9 +62,10 @@ def compress_grids(
     budget_pct: float,
     frames,
     finish: Callable[[VisualTokens], VisualTokens],
+    describe: Describe | None = None,
 ) -> tuple[VisualTokens, list[ClipBudget], str, int]:
     """Run `compressor` on the per-LLM-frame grids; returns the tokens (after `finish`), the clips on sampled
-    frames, the chart's note and the effective budget."""
+    frames, the chart's note and the effective budget. `describe` (for `langdc`) takes ranges of LLM frames."""
     groups = info["llm_frame_positions"]
     llm_times = [float(frames.timestamps_s[positions[0]]) for positions in groups]
     grid_token_count = grids.shape[0] * grids.shape[1] * grids.shape[2]
@@ -74,7 +76,13 @@ def compress_grids(
         return CompressedTokens(official.tokens[keep], official.llm_frame[keep], official.positions[keep], counts, [])
 
     cpu_grids = grids.detach().float().cpu()
-    tokens, plan = compress(compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official=official_rule)
+    # LangDC's clips are 4 sampled frames; Qwen2.5-VL's LLM frames hold 2 each, so its clips are 2 LLM frames long
+    settings = None
+    if compressor == "langdc":
+        settings = PlannerSettings(max_clip_frames=max(1, LANGDC_CLIP_FRAMES // max(1, len(groups[0]))))
+    tokens, plan = compress(
+        compressor, cpu_grids, llm_times, budget_pct, grid_token_count, official_rule, settings, describe
+    )
     visual = finish(
         VisualTokens(
             tokens.tokens.to(grids.device, grids.dtype),
@@ -90,7 +98,12 @@ def compress_grids(
     if compressor != "official":
         what = f"{compressor} at {plan.budget_pct:g}% of its {plan.official_tokens} tokens"
         note = TRAINING_FREE_NOTE.format(what=what)
-    if plan.effective_budget < plan.global_budget:
+    if plan.effective_budget < plan.global_budget and compressor == "sf-llava":
+        note += (
+            f" (its slow and fast pathways make only {plan.effective_budget} of the {plan.global_budget} tokens "
+            "asked from these frames: that is the effective budget)"
+        )
+    elif plan.effective_budget < plan.global_budget:
         note += f" (the frames hold only {plan.effective_budget} tokens: that is the effective budget)"
     if len(visual) > tokens.num_tokens:
         note = (note + "; " if note else "") + "plus OneVision's one newline token after the video"

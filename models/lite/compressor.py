@@ -1,27 +1,29 @@
-"""The LangDC-style dynamic compressor of the embedded default, in language space.
+"""The compressors of the embedded default, in language space: clips written as lines of text within their budgets.
 
-LangDC lets a small language expert caption each clip, and the caption's length *is* the clip's token count, so
-rich clips get more tokens than redundant ones. Training-free, we do the same with a visual expert's evidence:
-the shared planner (`models.compression`) cuts the timeline into clips at scene changes and splits the global
-budget over them by content (the same rule every model uses), and each clip is written here as a line of text
-within its budget, counted with the LLM's tokenizer: rich clips get labels, regions and motion words, redundant
-ones only "same scene". A line is made of whole phrases separated by "; " — a phrase that does not fit is replaced
-by a shorter whole form of itself or left out, never cut in half. Everything here is pure numpy and text.
+Under `dynamic` (and the default's own rule) budgets follow visual change, FastVID-style: the shared planner
+(`models.compression`) cuts the timeline into clips at scene changes and splits the global budget over them by
+content (the same rule every model uses); under `langdc` they follow the length of a language expert's description
+of each clip (`models/experts/`). Each clip is written here as a line of text within its budget, counted with the
+LLM's tokenizer: rich clips get labels, regions and motion words, redundant ones only "same scene". A line is made
+of whole phrases separated by "; " — a phrase that does not fit is replaced by a shorter whole form of itself or
+left out, never cut in half. Everything here is pure numpy and text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from models.base import ClipBudget
 from models.compression import (
     CompressionPlan,
+    Describe,
     PlannerSettings,
     global_budget_for,
     plan_clips,
+    plan_langdc,
     plan_uniform,
     split_by_weights,
 )
@@ -68,6 +70,7 @@ class CompressorSettings:
     label_threshold: float = 0.08  # mean class probability for a label to be worth naming
     region_threshold: float = 0.25
     num_slow_frames: int = 6
+    langdc_min_tokens_per_clip: int = 8  # `langdc` cuts more, shorter clips (LangDC's 4 frames): smaller floors
 
 
 def cosine_distances(embeddings: np.ndarray) -> np.ndarray:
@@ -157,14 +160,25 @@ def write_clip(
 
 
 def plan_for(
-    evidence: FrameEvidence, compressor: str, budget_pct: float, settings: CompressorSettings
+    evidence: FrameEvidence,
+    compressor: str,
+    budget_pct: float,
+    settings: CompressorSettings,
+    describe: Describe | None = None,
 ) -> CompressionPlan:
-    """The shared planner on the expert's per-frame embeddings: `official` is dynamic at 192 tokens."""
+    """The shared planner on the expert's per-frame embeddings: `official` is dynamic at 192 tokens; `langdc`
+    needs `describe` (a language expert's captions of the clips)."""
     if compressor == "official":
         budget_pct = 100.0
     budget = global_budget_for(OFFICIAL_BUDGET, budget_pct)
-    planner = plan_uniform if compressor == "uniform" else plan_clips
-    plan = planner(evidence.embeddings, evidence.timestamps_s, budget, settings.planner)
+    if compressor == "langdc":
+        if describe is None:
+            raise ValueError("the langdc compressor needs a language expert to describe the clips")
+        planner = replace(settings.planner, min_tokens_per_clip=settings.langdc_min_tokens_per_clip)
+        plan = plan_langdc(evidence.embeddings, evidence.timestamps_s, budget, describe, planner)
+    else:
+        planner = plan_uniform if compressor == "uniform" else plan_clips
+        plan = planner(evidence.embeddings, evidence.timestamps_s, budget, settings.planner)
     plan.compressor, plan.budget_pct, plan.official_tokens = compressor, float(budget_pct), OFFICIAL_BUDGET
     return plan
 
@@ -175,11 +189,12 @@ def compress(
     settings: CompressorSettings | None = None,
     compressor: str = "official",
     budget_pct: float = 100.0,
+    describe: Describe | None = None,
 ) -> tuple[CompressionPlan, list[ClipBudget], list[int], list[int]]:
     """Plan the clips, write each within its budget; returns the plan, the clips with their text, and per-frame
     fast and slow token counts."""
     settings = settings or CompressorSettings()
-    plan = plan_for(evidence, compressor, budget_pct, settings)
+    plan = plan_for(evidence, compressor, budget_pct, settings, describe)
     ranges = plan.time_ranges(evidence.duration_s)
     densities = np.array([clip.density for clip in plan.clips])
     # Slow pathway: the middle frame of the densest clips gets region detail.

@@ -1,7 +1,8 @@
 """`slowfast-lite`: the embedded default video LLM, training-free and offline.
 
 encode: EfficientNet-Lite0 over the sampled frames (fast pathway: a label distribution per frame; slow pathway:
-3x3 region labels on a few frames) -> LangDC-style per-clip budgets -> a timeline written as language within the
+3x3 region labels on a few frames) -> per-clip budgets (by visual change, or by description length under
+`langdc`) -> a timeline written as language within the
 budget. stream: SmolLM2-135M-Instruct answers from the timeline; afterwards the attention of each answer token on
 each clip's span of the prompt is mapped back to frames, and class activation maps of the labels the answer names
 give the spatial overlays.
@@ -27,8 +28,12 @@ from models.base import (
     Message,
     TokenStats,
     VisualContext,
+    input_fingerprint,
 )
 from models.compression import PLANNER_COMPRESSORS, CompressionPlan, check_compressor
+from models.experts import check_expert, load_expert
+from models.experts.base import CaptionTimer, describe_clips
+from models.experts.lite import LiteExpert
 from models.lite.compressor import (
     OFFICIAL_BUDGET,
     CompressorSettings,
@@ -47,8 +52,13 @@ from models.thumbnails import thumbnails
 def _note(plan: CompressionPlan) -> str:
     """One line under the chart: the budget in language tokens and that no compressor here was trained."""
     if plan.compressor == "official":
-        return f"language tokens: the default's own rule, per-clip budgets by content at {OFFICIAL_BUDGET} tokens"
-    rule = "per-clip budgets by content" if plan.compressor == "dynamic" else "equal-length clips at a fixed rate"
+        return (
+            f"language tokens: the default's own rule, per-clip budgets by visual change at {OFFICIAL_BUDGET} tokens"
+        )
+    rule = {
+        "dynamic": "per-clip budgets by visual change",
+        "langdc": "per-clip budgets by the length of a language expert's description",
+    }.get(plan.compressor, "equal-length clips at a fixed rate")
     return (
         f"language tokens: {rule} at {plan.budget_pct:g}% of {OFFICIAL_BUDGET} = {plan.global_budget} tokens "
         "(training-free; a clip's line may use less than its budget)"
@@ -75,6 +85,7 @@ class LiteVideoLLM:
         self.expert = VisualExpert()
         self.llm = llm if llm is not None else SmolLM()
         self.matcher = ClipMatcher()
+        self._language_expert: LiteExpert | None = None  # `langdc`'s describer, built on first use
         self.load_s = time.perf_counter() - started
         self.weights_source = self.llm.source
 
@@ -85,9 +96,16 @@ class LiteVideoLLM:
         evidence, cams = self.expert.analyse(frames.pixels, frames.timestamps_s, frames.info.duration_s)
         expert_s = time.perf_counter() - started
         check_compressor(params.compressor, PLANNER_COMPRESSORS)
-        plan, clips, per_frame_fast, per_frame_slow = compress(
-            evidence, self.llm.count_tokens, self.settings, params.compressor, params.budget_pct
+        describe, captioned = (
+            self._describer(frames, evidence, params) if params.compressor == "langdc" else (None, None)
         )
+        plan, clips, per_frame_fast, per_frame_slow = compress(
+            evidence, self.llm.count_tokens, self.settings, params.compressor, params.budget_pct, describe
+        )
+        timings = {"visual_expert": expert_s}
+        if captioned is not None:
+            timings["language_expert"] = captioned.seconds
+        timings["compress"] = time.perf_counter() - started - sum(timings.values())
         timeline = timeline_text(clips, frames.info.duration_s)
         stats = TokenStats(
             clips=clips,
@@ -101,7 +119,7 @@ class LiteVideoLLM:
             per_frame_slow=per_frame_slow,
             per_frame_fast=per_frame_fast,
             native_tokens=uncompressed_tokens(evidence, self.llm.count_tokens),
-            timings_s={"visual_expert": expert_s, "compress": time.perf_counter() - started - expert_s},
+            timings_s=timings,
         )
         return VisualContext(
             model_name=self.name,
@@ -113,7 +131,26 @@ class LiteVideoLLM:
             stats=stats,
             payload=LitePayload(timeline, clips, evidence, cams),
             info=frames.info,
+            fingerprint=input_fingerprint(timeline),  # the LLM reads the timeline and nothing else of the video
         )
+
+    def _describer(self, frames: Frames, evidence: FrameEvidence, params: EncodeParams):
+        """`langdc`'s (describe, timer): `lite` and `self` are this model's own networks (its labels, its LLM)
+        describing each clip from the evidence it already has; other experts read the frames."""
+        check_expert(params.expert)
+        if params.expert not in ("lite", "self"):
+            return describe_clips(load_expert(params.expert, host=self), frames)
+        if self._language_expert is None:
+            self._language_expert = LiteExpert(self.expert, self.llm)
+        timer = CaptionTimer()
+
+        def describe(ranges):
+            started = time.perf_counter()
+            captions = self._language_expert.describe(frames, ranges, evidence=evidence)
+            timer.seconds += time.perf_counter() - started
+            return [(caption.text, caption.tokens) for caption in captions]
+
+        return describe, timer
 
     # -- answer -----------------------------------------------------------------------------------------------
 

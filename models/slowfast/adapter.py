@@ -32,8 +32,11 @@ from models.base import (
     TokenStats,
     VideoError,
     VisualContext,
+    input_fingerprint,
 )
-from models.compression import PLANNER_COMPRESSORS, TRAINING_FREE_NOTE, check_compressor
+from models.compression import PLANNER_COMPRESSORS, TRAINING_FREE_NOTE, Describe, check_compressor
+from models.experts import load_expert
+from models.experts.base import describe_clips
 from models.slowfast.generation import generate
 from models.slowfast.modeling import PromptInputs, SlowFastForCausalLM, VideoTokens
 from models.slowfast.preprocessing import normalize, resize_short_side_and_crop
@@ -73,7 +76,12 @@ def _generate_seconds(
 
 @gpu_task(duration=_encode_seconds)
 def _encode_on_device(
-    model_name: str, pixel_values: torch.Tensor, compressor: str, budget_pct: float, timestamps_s: list[float]
+    model_name: str,
+    pixel_values: torch.Tensor,
+    compressor: str,
+    budget_pct: float,
+    timestamps_s: list[float],
+    describe: Describe | None = None,
 ) -> VideoTokens:
     adapter = live_model(model_name)
     return adapter.model.encode_video(
@@ -82,6 +90,7 @@ def _encode_on_device(
         compressor=compressor,
         budget_pct=budget_pct,
         timestamps_s=timestamps_s,
+        describe=describe,
     )
 
 
@@ -135,6 +144,13 @@ def _note(plan, grid_tokens: int) -> str:
     return note
 
 
+def _timings(total_s: float, captioned) -> dict[str, float]:
+    """Encode timings: the language expert's seconds (`langdc`) apart from the rest of the encode."""
+    if captioned is None:
+        return {"encode": total_s}
+    return {"encode": total_s - captioned.seconds, "language_expert": captioned.seconds}
+
+
 class SlowFastVideoLLM:
     """A loaded Slow-Fast checkpoint speaking the studio's `VideoLLM` protocol."""
 
@@ -179,7 +195,12 @@ class SlowFastVideoLLM:
         start = time.perf_counter()
         crops = resize_short_side_and_crop(frames.pixels, self.model.config.image_size)  # (T, 3, S, S) uint8
         timestamps = [float(t) for t in frames.timestamps_s]
-        video = _encode_on_device(self.name, normalize(crops), params.compressor, params.budget_pct, timestamps)
+        describe, captioned = (None, None)
+        if params.compressor == "langdc":  # the language expert reads the sampled frames, inside the encode
+            describe, captioned = describe_clips(load_expert(params.expert, host=self), frames)
+        video = _encode_on_device(
+            self.name, normalize(crops), params.compressor, params.budget_pct, timestamps, describe
+        )
         grid = self.model.config.image_size // 32
         slow_per_frame = video.slow_grid[0] * video.slow_grid[1]
         plan = video.compression
@@ -191,7 +212,7 @@ class SlowFastVideoLLM:
             per_frame_slow=[slow_per_frame] * num_frames,
             per_frame_fast=list(video.fast_per_frame),
             native_tokens=num_frames * grid * grid,  # the tower's own grid, before any pooling
-            timings_s={"encode": time.perf_counter() - start},
+            timings_s=_timings(time.perf_counter() - start, captioned),
             compressor=plan.compressor,
             budget_pct=plan.budget_pct,
             official_tokens=video.fast_plan.num_fast_tokens,
@@ -207,6 +228,9 @@ class SlowFastVideoLLM:
             stats=stats,
             payload=video,
             info=frames.info,
+            fingerprint=input_fingerprint(
+                video.fast_tokens.detach().float().cpu().numpy(), video.slow_tokens.detach().float().cpu().numpy()
+            ),
         )
 
     def stream(
@@ -303,6 +327,7 @@ class SlowFastVideoLLM:
             tokens=tokens,
             token_frame_weights=token_frame,
             spatial={position: maps[position] for position in range(video.num_frames)},
+            rows="question",  # the hybrid layers' cross-attention is recorded at the question's rows
             source=(
                 f"cross-attention from the question's tokens to the slow tokens ({height}x{width} per frame) in "
                 f"hybrid layers {layers}, averaged over heads and layers"

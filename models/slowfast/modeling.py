@@ -41,7 +41,7 @@ from transformers.models.qwen2.modeling_qwen2 import (
 )
 from transformers.utils import is_flash_attn_2_available
 
-from models.compression import CompressedTokens, CompressionPlan, compress
+from models.compression import CompressedTokens, CompressionPlan, Describe, compress
 from models.hub import resolve_folder
 from models.slowfast import checkpoint
 from models.slowfast.config import SlowFastConfig
@@ -308,12 +308,14 @@ class SlowFastForCausalLM(nn.Module):
         compressor: str = "official",
         budget_pct: float = 100.0,
         timestamps_s: Sequence[float] | None = None,
+        describe: Describe | None = None,
     ) -> VideoTokens:
         """Preprocessed frames (T, 3, H, W) -> fast and slow tokens in LLM embedding space.
 
         The fast tokens go through `compressor` (models.compression.COMPRESSORS): `official` is the checkpoint's
         own rule (bit-identical to the released model); `uniform` / `dynamic` merge the pooled frame maps down to
-        `budget_pct` % of the official count. Slow tokens are never compressed.
+        `budget_pct` % of the official count (`langdc` by the lengths `describe` gives each clip of frames). Slow
+        tokens are never compressed.
         """
         config = self.config
         pixel_values = pixel_values.to(self.device, self.dtype)
@@ -337,7 +339,13 @@ class SlowFastForCausalLM(nn.Module):
 
         grids = frame_maps.permute(0, 2, 3, 1)  # (T, h, w, d)
         compressed, compression = compress(
-            compressor, grids, timestamps_s, budget_pct, fast_plan.num_fast_tokens, official=checkpoint_fast_tokens
+            compressor,
+            grids,
+            timestamps_s,
+            budget_pct,
+            fast_plan.num_fast_tokens,
+            official=checkpoint_fast_tokens,
+            describe=describe,
         )
         return VideoTokens(
             fast_tokens=compressed.tokens,

@@ -78,6 +78,14 @@ def ab_run(
     except (*REFUSALS, ModelUnavailableError) as error:
         yield {"warning": str(error)}
         return
+    if mode == "compression":
+        try:
+            problem = identical_inputs(sides, video, progress)
+        except Exception as error:  # a bad video or parameter: the studio keeps serving
+            problem = failure_message(error, "A/B run")
+        if problem:
+            yield {"warning": problem}
+            return
     random.SystemRandom().shuffle(sides)  # which setup is A is a coin flip, so the labels give nothing away
     session.ab = round_ = ABRound(question=question, video=video, sides=sides, mode=mode)
     yield {**ab_outputs(round_), "session": session}
@@ -102,6 +110,25 @@ def ab_run(
     finally:
         if session.ab is round_ and not round_.ready:
             session.ab = None  # stopped half-way: a round with a missing answer cannot be judged
+
+
+def identical_inputs(sides: list[Side], video, progress: Progress) -> str:
+    """Why two compressions cannot be compared ("" when they can): both encodings feed the model identical tokens
+    (e.g. `official` and `dynamic` at 100% on a model whose official rule keeps every token), so people would be
+    asked to judge two answers to the same input. The encodings land in the encode cache for the answers."""
+    contexts = []
+    for side in sides:
+        model = load_named_model(side.model, progress)
+        contexts.append(encode_clip(model, video, EncodeParams(**side.encode_params), progress)[0])
+    first, second = (context.fingerprint for context in contexts)
+    if not first or first != second:
+        return ""
+    names = [f"{s.encode_params['compressor']} at {s.encode_params['budget_pct']:g}%" for s in sides]
+    return (
+        f"{names[0]} and {names[1]} feed {sides[0].model} identical visual tokens "
+        f"({contexts[0].stats.total_visual_tokens} of them), so there is nothing to judge: change the compressor or "
+        "the budget of one."
+    )
 
 
 def _side(number: int, setup: SideSetup, shared: Settings, with_video: bool) -> Side:

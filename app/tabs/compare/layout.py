@@ -13,7 +13,7 @@ import gradio as gr
 
 from app.session import Session
 from app.settings import model_choices
-from app.sidebar import compressor_update
+from app.sidebar import budget_update, compressor_update
 from app.tabs.compare import handlers as compare
 from app.wiring import HIDDEN, LIGHT, MODEL_GROUP, PROGRESS, Panel, Shared, identity_of, stopped
 from models.registry import DEFAULT_MODEL
@@ -84,12 +84,22 @@ def _setups(panel: Panel) -> None:
                     model_choices(), value=DEFAULT_MODEL, label="Model", filterable=False, elem_id=f"ab-model-{number}"
                 )
                 choice = compressor_update(DEFAULT_MODEL, compressor)
+                budget_state = budget_update(choice["value"])
                 setups += [
                     model,
                     gr.Dropdown(
                         choice["choices"], value=choice["value"], label="Compressor", elem_id=f"ab-compressor-{number}"
                     ),
-                    gr.Slider(5, 200, value=budget, step=5, label="Token budget (%)", elem_id=f"ab-budget-{number}"),
+                    gr.Slider(
+                        5,
+                        200,
+                        value=budget,
+                        step=5,
+                        label="Token budget (%)",
+                        info=budget_state["info"],
+                        interactive=budget_state["interactive"],
+                        elem_id=f"ab-budget-{number}",
+                    ),
                     gr.Slider(0, 1.5, value=temperature, step=0.05, label="Temperature"),
                     gr.Slider(0.05, 1.0, value=top_p, step=0.05, label="Top-p"),
                 ]
@@ -156,6 +166,8 @@ def _wire_setup_controls(p: Panel, setups: list) -> None:
     for number in range(2):
         model, compressor = setups[5 * number], setups[5 * number + 1]
         model.input(compressor_update, model, compressor, api_name=f"ab_model_{number + 1}", **HIDDEN, **LIGHT)
+        budget = setups[5 * number + 2]
+        compressor.change(budget_update, compressor, budget, api_name=f"ab_budget_{number + 1}", **HIDDEN, **LIGHT)
 
     def on_mode(mode, model_1):
         if mode != "compression":
