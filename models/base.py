@@ -88,7 +88,11 @@ class EncodeParams:
     expert: str = "lite"  # the language expert of `langdc` (a key of `models.experts.EXPERTS`)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a record keeps them: `expert` only where it decided something (under `langdc`)."""
+        fields = asdict(self)
+        if self.compressor != "langdc":
+            del fields["expert"]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -126,41 +126,50 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that need the vLLM server run last, so it starts once, late, and is stopped at the end of the run
     without idling beside every other test."""
-    items.sort(key=lambda item: "vllm_url" in getattr(item, "fixturenames", ()))
+    items.sort(key=lambda item: bool({"vllm_url", "vllm_env"} & set(getattr(item, "fixturenames", ()))))
+
+
+def _say_past_capture(request: pytest.FixtureRequest):
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:  # past pytest's capture, so a CI log shows the set-up and the server's start and stop
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}", flush=True)
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def vllm_env(request: pytest.FixtureRequest) -> Path:
+    """The interpreter of an environment with vLLM: `ENGINE_TEST_PYTHON`, else `.venv-vllm/`, built on first use.
+    When it cannot be built (no network) the engine tests skip locally and fail under CI."""
+    from vllm_engine import build_vllm_env, vllm_python
+
+    python = vllm_python() if os.environ.get("ENGINE_TEST_PYTHON") else None
+    if python is not None:
+        return python
+    try:
+        return build_vllm_env(_say_past_capture(request))
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = f"the vLLM environment could not be built ({error}): the engine tests need a real vLLM"
+        if under_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def vllm_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The base URL (…/v1) of a real vLLM server serving the embedded default's SmolLM2 as `smollm2`, from the
-    vLLM environment (`.venv-vllm/`, built on first use, or `ENGINE_TEST_PYTHON`); stopped after the run. When
-    the environment cannot be built (no network) the engine tests skip locally and fail under CI.
-    `ENGINE_TEST_URL` points them at a server already running instead
-    (serving the same folder as `smollm2`)."""
-    from vllm_engine import build_vllm_env, vllm_python, vllm_server
-
+    `vllm_env` environment; stopped after the run. `ENGINE_TEST_URL` points the tests at a server already running
+    instead (serving the same folder as `smollm2`)."""
     if os.environ.get("ENGINE_TEST_URL"):
         yield os.environ["ENGINE_TEST_URL"]
         return
-    capture = request.config.pluginmanager.getplugin("capturemanager")
+    from vllm_engine import smollm2_folder, vllm_server
 
-    def say(line: str) -> None:  # past pytest's capture, so a CI log shows the server start and stop
-        with capture.global_and_fixture_disabled():
-            print(f"\n{line}", flush=True)
-
-    python = vllm_python() if os.environ.get("ENGINE_TEST_PYTHON") else None
-    if python is None:
-        try:
-            python = build_vllm_env(say)
-        except (OSError, subprocess.CalledProcessError) as error:
-            reason = f"the vLLM environment could not be built ({error}): the engine tests need a real vLLM"
-            if under_ci():
-                pytest.fail(reason, pytrace=False)
-            pytest.skip(reason)
-    from vllm_engine import smollm2_folder
-
+    python = request.getfixturevalue("vllm_env")
     log = ROOT / "tests" / "artifacts" / "vllm-server.log"
-
-    with vllm_server(python, smollm2_folder(), log, say=say) as url:
+    with vllm_server(python, smollm2_folder(), log, say=_say_past_capture(request)) as url:
         yield url
 
 

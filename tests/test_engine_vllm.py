@@ -16,10 +16,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import ROOT, launched, read_frame_number, under_ci, write_video
+from conftest import ROOT, launched, read_frame_number, write_video
 from gradio_client import Client, handle_file
 from test_app_client import chat_text, last_answer, named
-from vllm_engine import SERVED_NAME, Relay, decode_with_vllm, vllm_python
+from vllm_engine import SERVED_NAME, Relay, decode_with_vllm
 
 from app.campaigns.generate import run_campaign
 from app.campaigns.manifest import Item, setup_from_fields
@@ -68,10 +68,8 @@ def client(studio_url) -> Client:
     return Client(studio_url, verbose=False, download_files=False)
 
 
-def test_the_video_payload_decodes_in_vllm_to_the_frames_the_studio_sampled(tmp_path: Path):
-    python = vllm_python()
-    if python is None:
-        pytest.fail("no vLLM environment") if under_ci() else pytest.skip("no vLLM environment")
+def test_the_video_payload_decodes_in_vllm_to_the_frames_the_studio_sampled(tmp_path: Path, vllm_env: Path):
+    python = vllm_env
     clip = write_video(tmp_path / "numbered.mp4", duration_s=6.0, fps=10, width=160, height=96)
     frames = sample_frames(clip, num_frames=40, max_side=448)
     model = EngineVideoLLM(parse_engine("v=http://127.0.0.1:9/v1,model=some-vlm"))  # encode needs no server
