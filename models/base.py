@@ -267,6 +267,16 @@ class VideoLLM(Protocol):
         ...
 
 
+def own_payload(context: VisualContext | None, model_name: str, kind: type) -> Any:
+    """The payload a model's own `encode` left in `context` (None for a text-only turn); a ValueError when another
+    model encoded the video."""
+    if context is None:
+        return None
+    if context.model_name != model_name or not isinstance(context.payload, kind):
+        raise ValueError(f"this video was encoded by {context.model_name}, not {model_name}; encode it again")
+    return context.payload
+
+
 def collect(stream: Iterator[str | Answer]) -> Answer:
     """Drain a `stream` and return its final `Answer` (for tests and non-streaming callers)."""
     answer = None

@@ -125,14 +125,19 @@ class EngineVideoLLM:
         stats = TokenStats()
         if context is not None:
             context.stats = stats = reported_stats(context.stats, usage)
-        yield Answer(
-            text=text.strip(),
-            attention=remote_attention() if context is not None else None,
-            stats=stats,
-            timings_s=timings,
-            prompt_tokens=usage.prompt_tokens,
-            new_tokens=usage.completion_tokens,
-        )
+        yield engine_answer(text, usage, timings, stats, with_video=context is not None)
+
+
+def engine_answer(text: str, usage: Usage, timings: dict[str, float], stats: TokenStats, with_video: bool) -> Answer:
+    """The one `Answer` an engine's stream ends with: the server's token counts, no attention (it returns none)."""
+    return Answer(
+        text=text.strip(),
+        attention=remote_attention() if with_video else None,
+        stats=stats,
+        timings_s=timings,
+        prompt_tokens=usage.prompt_tokens,
+        new_tokens=usage.completion_tokens,
+    )
 
 
 def stream_text(client: EngineClient, body: dict[str, Any]):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from models.base import Answer, GenerationParams, Message, TokenStats, VisualContext
-from models.engine.adapter import generation_body, remote_attention, served_model, stream_text
+from models.engine.adapter import engine_answer, generation_body, served_model, stream_text
 from models.engine.client import EngineClient
 from models.engine.config import EngineConfig
 from models.engine.payload import chat_request
@@ -61,14 +61,7 @@ class EngineTimelineLLM(LiteVideoLLM):
             stats = replace(
                 context.stats, note=f"{context.stats.note}; {reported}" if usage.reported else context.stats.note
             )
-        yield Answer(
-            text=text.strip(),
-            attention=remote_attention() if context is not None else None,
-            stats=stats,
-            timings_s=timings,
-            prompt_tokens=usage.prompt_tokens,
-            new_tokens=usage.completion_tokens,
-        )
+        yield engine_answer(text, usage, timings, stats, with_video=context is not None)
 
 
 def load(name: str, config: EngineConfig) -> EngineTimelineLLM:

@@ -40,6 +40,7 @@ from models.base import (
     VideoError,
     VisualContext,
     input_fingerprint,
+    own_payload,
 )
 from models.experts import load_expert
 from models.experts.base import describe_clips
@@ -369,11 +370,7 @@ class HFVideoLLM:
         return logits[0, -1], out
 
     def _payload_of(self, context: VisualContext | None) -> HFPayload | None:
-        if context is None:
-            return None
-        if context.model_name != self.name or not isinstance(context.payload, HFPayload):
-            raise ValueError(f"this video was encoded by {context.model_name}, not {self.name}; encode it again")
-        return context.payload
+        return own_payload(context, self.name, HFPayload)
 
     # ---- streaming ---------------------------------------------------------------------------------------------
 

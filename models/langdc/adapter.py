@@ -30,6 +30,7 @@ from models.base import (
     TokenStats,
     VideoError,
     VisualContext,
+    own_payload,
 )
 from models.compression import CompressionPlan, check_compressor
 from models.langdc.budgets import official_plan, per_frame_counts
@@ -133,11 +134,7 @@ class LangDCVideoLLM:
     # ---- stream ------------------------------------------------------------------------------------------------
 
     def _payload_of(self, context: VisualContext | None) -> LangDCPayload | None:
-        if context is None:
-            return None
-        if context.model_name != self.name or not isinstance(context.payload, LangDCPayload):
-            raise ValueError(f"this video was encoded by {context.model_name}, not {self.name}; encode it again")
-        return context.payload
+        return own_payload(context, self.name, LangDCPayload)
 
     def stream(
         self,

@@ -33,6 +33,7 @@ from models.base import (
     VideoError,
     VisualContext,
     input_fingerprint,
+    own_payload,
 )
 from models.compression import PLANNER_COMPRESSORS, TRAINING_FREE_NOTE, Describe, check_compressor
 from models.experts import load_expert
@@ -280,11 +281,7 @@ class SlowFastVideoLLM:
     # ------------------------------------------------------------------------------------------------------------
 
     def _video_of(self, context: VisualContext | None) -> VideoTokens | None:
-        if context is None:
-            return None
-        if context.model_name != self.name or not isinstance(context.payload, VideoTokens):
-            raise ValueError(f"this video was encoded by {context.model_name}, not {self.name}; encode it again")
-        return context.payload
+        return own_payload(context, self.name, VideoTokens)
 
     def _fit_prompt(self, history: list[Message], question: str, video: VideoTokens | None) -> TokenizedPrompt:
         """The prompt, dropping the oldest turns while it would exceed the model's `tokenizer_model_max_length`
